@@ -1,0 +1,1 @@
+"""Fixtures for the cluster area (see tests/conftest.py)."""

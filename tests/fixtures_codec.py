@@ -1,0 +1,1 @@
+"""Fixtures for the codec area (see tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the store area (see tests/conftest.py)."""
