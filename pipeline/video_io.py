@@ -19,6 +19,9 @@ import numpy as np
 
 from pipeline.errors import VideoError
 
+#: FFmpeg muxer for each output suffix.
+_CONTAINER_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".y4m": "yuv4mpegpipe"}
+
 #: Largest frame area accepted (pixels); a header claiming more is refused before decoding.
 MAX_PIXELS = 8192 * 8192
 
@@ -244,14 +247,14 @@ def write_video(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".mkv", ".mov", ".y4m"):
+    if suffix not in _CONTAINER_FORMATS:
         raise VideoError(f"{path}: unsupported output type {suffix!r}; use .mp4, .mkv, .mov or .y4m")
     rate = Fraction(fps).limit_denominator(1001 * 1000)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     n = 0
     try:
-        with av.open(str(tmp), mode="w", format="yuv4mpegpipe" if suffix == ".y4m" else suffix[1:]) as out:
+        with av.open(str(tmp), mode="w", format=_CONTAINER_FORMATS[suffix]) as out:
             stream = None
             for rgb in frames:
                 rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -269,7 +272,9 @@ def write_video(
                     stream.width, stream.height = w, h
                     cs = "ITU709" if h >= 720 else "ITU601"
                 elif (w, h) != (stream.width, stream.height):
-                    raise VideoError(f"{path}: frame {n} is {w}x{h}, earlier frames were {stream.width}x{stream.height}")
+                    raise VideoError(
+                        f"{path}: frame {n} is {w}x{h}, earlier frames were {stream.width}x{stream.height}"
+                    )
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame = frame.reformat(
                     format=stream.pix_fmt, dst_colorspace=cs, src_color_range="JPEG", dst_color_range="MPEG"
