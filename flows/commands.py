@@ -1,0 +1,175 @@
+"""`progvc` archive sub-commands: compress, savings, reserve, prune, schedule.
+
+Heavy modules (Ray, Prefect, torch) are imported inside the command functions, after
+`pipeline.settings.apply_environment` has set the environment they read at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _settings(args: argparse.Namespace):
+    from pipeline.settings import Settings, apply_environment
+
+    flags = {
+        "s3_endpoint": getattr(args, "s3_endpoint", None),
+        "ray_address": getattr(args, "ray_address", None),
+        "weights": getattr(args, "weights", None),
+        "device": getattr(args, "device", None),
+        "actors": getattr(args, "actors", None),
+        "max_gop": getattr(args, "gop", None),
+    }
+    return apply_environment(Settings.from_env().override(**flags))
+
+
+def _add_common(p: argparse.ArgumentParser, model: bool = False) -> None:
+    p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS settings / PROGVC_S3_ENDPOINT)")
+    if model:
+        p.add_argument("--weights", help="codec weights (default: models/progvc.pt or PROGVC_WEIGHTS)")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="codec device (default: auto)")
+        p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from flows.compress import compress, print_report
+
+    report = compress(
+        sources=args.sources,
+        dest=args.dest,
+        scales=args.scales if args.scales is not None else s.scales,
+        job=args.job,
+        actors=s.actors,
+        max_gop=s.max_gop,
+        weights=s.weights,
+        s3_endpoint=s.s3_endpoint,
+        device=s.device,
+        threshold=args.threshold,
+    )
+    print_report(report)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    return 1 if report["failed"] else 0
+
+
+def cmd_savings(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from flows.savings import savings
+
+    savings(
+        dest=args.dest,
+        by=args.by,
+        csv=args.csv,
+        parquet=args.parquet,
+        plot=args.plot,
+        s3_endpoint=s.s3_endpoint,
+        show=True,
+    )
+    return 0
+
+
+def cmd_reserve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from flows.reserve import reserve
+
+    out = reserve(
+        dest=args.dest,
+        video_id=args.video_id,
+        scales=args.scales,
+        output=args.output,
+        predict=args.predict,
+        weights=s.weights,
+        s3_endpoint=s.s3_endpoint,
+        device=s.device,
+    )
+    print(f"re-served {out['video_id']} at {out['scales']} of {out['n_scales']} scales: {out['output']}")
+    print(
+        f"  {out['frames']} frames {out['width']}x{out['height']}, read {out['bytes_read']} bytes "
+        f"(layers 1..{out['scales']}: {out['layer_bytes']} bytes)"
+    )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from flows.prune import prune
+
+    out = prune(dest=args.dest, keep_scales=args.keep_scales, video=args.video, s3_endpoint=s.s3_endpoint)
+    print(f"pruned {out['videos']} video(s) to {args.keep_scales} scales, freed {out['bytes_freed']} bytes")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from flows.deploy import serve_compress
+
+    serve_compress(
+        name=args.name,
+        cron=args.cron,
+        sources=args.sources,
+        dest=args.dest,
+        scales=args.scales or 0,
+        actors=s.actors,
+        weights=s.weights,
+        s3_endpoint=s.s3_endpoint,
+        run_once=args.run_once,
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compress", help="compress videos (files, folders, s3:// prefixes) into an archive")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="video file, folder or s3://bucket/prefix")
+    p.add_argument("--dest", required=True, help="archive root: local folder or s3://bucket/prefix")
+    p.add_argument("--scales", type=int, help="store only the first K scale layers (default: all)")
+    p.add_argument("--job", help="job name (default: job-<UTC time>)")
+    p.add_argument("--actors", type=int, help="codec actors (default: one per GPU, else per CPU)")
+    p.add_argument("--gop", type=int, help="maximum GOP length in frames (default 16)")
+    p.add_argument("--threshold", type=float, default=None, help="keyframe colour distance, mean ΔE (default 10)")
+    p.add_argument("--json", action="store_true", help="also print the job report as JSON")
+    _add_common(p, model=True)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("savings", help="storage savings of an archive: table, CSV/Parquet, plot")
+    p.add_argument("dest", help="archive root")
+    p.add_argument("--by", choices=["job", "video", "scale"], default="video")
+    p.add_argument("--csv", help="write the table as CSV")
+    p.add_argument("--parquet", help="write the table as Parquet")
+    p.add_argument("--plot", help="write a PNG plot")
+    _add_common(p)
+    p.set_defaults(func=cmd_savings)
+
+    p = sub.add_parser("reserve", help="re-serve a video from its first K scale layers to MP4/Y4M")
+    p.add_argument("dest", help="archive root")
+    p.add_argument("video_id")
+    p.add_argument("--scales", type=int, required=True, help="number of scale layers to read (K)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
+    p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
+                   help="how the untransmitted fine scales are filled (default: argmax prediction)")
+    _add_common(p, model=True)
+    p.set_defaults(func=cmd_reserve)
+
+    p = sub.add_parser("prune", help="delete fine scale layers, keeping the first K")
+    p.add_argument("dest", help="archive root")
+    p.add_argument("--keep-scales", type=int, required=True)
+    p.add_argument("--video", help="only this video id (default: every video)")
+    _add_common(p)
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("schedule", help="serve a Prefect deployment that runs `compress` on a cron schedule")
+    p.add_argument("sources", nargs="+", metavar="SRC")
+    p.add_argument("--dest", required=True)
+    p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default: nightly at 02:00)")
+    p.add_argument("--name", default="nightly-compress", help="deployment name")
+    p.add_argument("--scales", type=int)
+    p.add_argument("--actors", type=int)
+    p.add_argument("--run-once", action="store_true", help="register, trigger one run, serve until it finishes")
+    _add_common(p, model=True)
+    p.set_defaults(func=cmd_schedule)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: progvc <command>")

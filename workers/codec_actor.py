@@ -1,0 +1,233 @@
+"""`CodecActor`: a Ray actor that holds one loaded codec and works on its own input.
+
+The driver sends only small descriptions (source URI, frame ranges); the actor downloads (S3) or opens
+(local path) the source itself, decodes its frame range, encodes GOPs and returns the per-scale chunks
+and stats. Raw frames never travel through the driver. It decodes archived chunks for re-serving too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ProGVCError
+
+RANDOM_PREFIX = "random:"  # model spec "random:tiny:<seed>" = a tiny random codec (tests, demos)
+
+
+def load_codec(model: str | None, device: str = "cpu"):
+    """A `Codec` from a weights path, or `random:tiny:<seed>` for a tiny random model (tests)."""
+    from pipeline.codec import Codec, CodecConfig
+
+    if model and model.startswith(RANDOM_PREFIX):
+        parts = model.split(":")
+        if len(parts) != 3 or parts[1] != "tiny":
+            raise ProGVCError(f"model spec {model!r}: use 'random:tiny:<seed>' or a weights path")
+        return Codec.random(CodecConfig.tiny(), seed=int(parts[2]))
+    if model and not Path(model).is_file():
+        raise ProGVCError(
+            f"{model}: weights file not found; pass --weights PATH or set PROGVC_WEIGHTS "
+            "(the shipped model is models/progvc.pt)"
+        )
+    return Codec.load(model, device=device)
+
+
+def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
+    """`video_id` of a source: the first 16 hex chars of the SHA-256 of its bytes."""
+    from pipeline import archive
+
+    fn = getattr(archive, "video_id_for", None)
+    if fn is not None:
+        return fn(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class SourceInfo:
+    """What `identify` learns about one source (cheap: hashing only)."""
+
+    source: str
+    video_id: str
+    size_bytes: int
+
+
+@dataclass
+class SourcePlan:
+    """A probed source and its GOP plan: `gops` = [(first_frame, frame_count, keyframe)]."""
+
+    source: str
+    video_id: str
+    size_bytes: int
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int
+    gops: list[tuple[int, int, bool]]
+    seek_points: list[int]
+    plan_s: float
+
+
+@dataclass
+class GopResult:
+    """One encoded GOP: chunk k holds scale k+1 of all its frames."""
+
+    gop_index: int
+    first_frame: int
+    frame_count: int
+    chunks: list[bytes]
+    token_counts: list[int]
+    checksums: list[int]
+    ce_bits: list[float]
+    busy_s: float = 0.0  # actor wall time spent on this GOP (its share of reading + encoding)
+    actor: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class _SourceCache:
+    """Local copies of `s3://` sources, a few at a time (least recently used evicted)."""
+
+    def __init__(self, s3_endpoint: str | None, keep: int = 4):
+        self.s3_endpoint = s3_endpoint
+        self.keep = keep
+        self.dir = Path(tempfile.mkdtemp(prefix="progvc-src-"))
+        self.files: OrderedDict[str, Path] = OrderedDict()
+
+    def local(self, source: str) -> Path:
+        if not source.startswith("s3://"):
+            return Path(source)
+        if source in self.files:
+            self.files.move_to_end(source)
+            return self.files[source]
+        from pipeline.store import open_store
+
+        bucket_key = source[len("s3://") :]
+        bucket, _, key = bucket_key.partition("/")
+        if not key:
+            raise ProGVCError(f"{source}: not an object URI; use s3://bucket/key")
+        store = open_store(f"s3://{bucket}", s3_endpoint=self.s3_endpoint)
+        dst = self.dir / (hashlib.sha1(source.encode()).hexdigest()[:16] + Path(key).suffix)
+        tmp = dst.with_name(dst.name + ".part")
+        with open(tmp, "wb") as f:
+            for block in store.iter_bytes(key):
+                f.write(block)
+        tmp.replace(dst)
+        self.files[source] = dst
+        while len(self.files) > self.keep:
+            _, old = self.files.popitem(last=False)
+            old.unlink(missing_ok=True)
+        return dst
+
+
+class CodecActor:
+    """Plain class; `workers.pool` wraps it with `ray.remote` and the resources the cluster has."""
+
+    def __init__(self, model: str | None, device: str = "cpu", threads: int = 1, s3_endpoint: str | None = None):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.device = device
+        self.codec = load_codec(model, device)
+        self.sources = _SourceCache(s3_endpoint)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def info(self) -> dict:
+        return {
+            "model_id": self.codec.model_id,
+            "scales": list(self.codec.cfg.scales),
+            "device": self.device,
+            "actor": self.name,
+        }
+
+    def identify(self, source: str) -> SourceInfo:
+        """Content hash and size of a source (downloading it first when it is on S3)."""
+        path = self.sources.local(source)
+        if not path.is_file():
+            raise ProGVCError(f"{source}: not a readable file; check the path")
+        return SourceInfo(source=source, video_id=content_id(path), size_bytes=path.stat().st_size)
+
+    def plan(self, source: str, video_id: str, max_gop: int = 16, threshold: float | None = None) -> SourcePlan:
+        """Probe the source and plan its GOPs with colour-distance keyframes."""
+        from pipeline import gop as gop_mod
+        from pipeline import video_io
+
+        t0 = time.perf_counter()
+        path = self.sources.local(source)
+        info = video_io.probe(path)
+        kw = {} if threshold is None else {"threshold": threshold}
+        gops = gop_mod.plan_gops(path, max_gop=max_gop, **kw)
+        frames = sum(g.frame_count for g in gops)
+        return SourcePlan(
+            source=source,
+            video_id=video_id,
+            size_bytes=info.size_bytes,
+            width=info.width,
+            height=info.height,
+            fps_num=info.fps.numerator,
+            fps_den=info.fps.denominator,
+            frame_count=frames,
+            gops=[(g.first_frame, g.frame_count, bool(g.keyframe)) for g in gops],
+            seek_points=gop_mod.source_keyframes(path),
+            plan_s=time.perf_counter() - t0,
+        )
+
+    def encode_unit(self, source: str, gops: list[tuple[int, int, int]]) -> list[GopResult]:
+        """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source; the
+        frames are read with one seek. Returns one `GopResult` per GOP, in order."""
+        from pipeline import video_io
+
+        t0 = time.perf_counter()
+        path = self.sources.local(source)
+        first = gops[0][1]
+        total = gops[-1][1] + gops[-1][2] - first
+        frames_THWC = video_io.read_frames(path, first, total)
+        read_s = time.perf_counter() - t0
+        out: list[GopResult] = []
+        for gi, f0, n in gops:
+            t1 = time.perf_counter()
+            enc = self.codec.encode_gop(frames_THWC[f0 - first : f0 - first + n])
+            busy = time.perf_counter() - t1 + read_s * n / total
+            out.append(
+                GopResult(
+                    gop_index=gi,
+                    first_frame=f0,
+                    frame_count=n,
+                    chunks=list(enc.chunks),
+                    token_counts=list(enc.token_counts),
+                    checksums=list(enc.checksums),
+                    ce_bits=[float(b) for b in enc.ce_bits],
+                    busy_s=busy,
+                    actor=self.name,
+                )
+            )
+        return out
+
+    def decode_gops(
+        self,
+        chunks_per_gop: list[list[bytes]],
+        frame_counts: list[int],
+        width: int,
+        height: int,
+        predict: str = "argmax",
+    ) -> np.ndarray:
+        """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8."""
+        parts = [
+            self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict)
+            for chunks, n in zip(chunks_per_gop, frame_counts)
+        ]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def pid(self) -> int:
+        return os.getpid()

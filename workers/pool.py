@@ -1,0 +1,181 @@
+"""Ray start-up and a pool of `CodecActor`s with bounded work in flight.
+
+`ensure_ray()` joins the cluster named by `RAY_ADDRESS` (or the `address` argument), else starts an
+embedded local Ray with the machine's cores. `CodecPool` creates the actors with a GPU each when the
+cluster has GPUs (CPU otherwise); at most `per_actor` calls are in flight per actor across all
+callers (threads), so no unbounded queue of work or results builds up. An actor that dies is
+restarted by Ray (`max_restarts`) and its calls are retried (`max_task_retries`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import ProGVCError
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to (or start) Ray once per process."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    """What each actor asks Ray for and the device its codec uses."""
+
+    num_cpus: float
+    num_gpus: float
+    device: str
+
+
+def plan_resources(n_actors: int, device: str = "auto") -> tuple[int, ActorResources]:
+    """Actor count and per-actor resources from the cluster: a GPU share each when it has GPUs."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus = float(res.get("GPU", 0.0))
+    cpus = float(res.get("CPU", 1.0))
+    use_gpu = gpus > 0 and device in ("auto", "cuda")
+    if device == "cuda" and gpus <= 0:
+        raise ProGVCError("device=cuda but the Ray cluster has no GPU; use --device auto or cpu")
+    if use_gpu:
+        n = n_actors or max(1, int(gpus))
+        return n, ActorResources(num_cpus=1, num_gpus=min(1.0, gpus / n), device="cuda")
+    n = n_actors or max(1, int(cpus))
+    return n, ActorResources(num_cpus=1, num_gpus=0, device="cpu")
+
+
+class CodecPool:
+    """`n_actors` codec actors (0 = one per GPU, else one per CPU) sharing a bounded work queue."""
+
+    def __init__(
+        self,
+        model: str | None,
+        n_actors: int = 0,
+        device: str = "auto",
+        s3_endpoint: str | None = None,
+        per_actor: int = 2,
+        max_restarts: int = 3,
+    ):
+        import ray
+
+        from workers.codec_actor import CodecActor
+
+        ensure_ray()
+        n, self.resources = plan_resources(n_actors, device)
+        remote_cls = ray.remote(CodecActor).options(
+            num_cpus=self.resources.num_cpus,
+            num_gpus=self.resources.num_gpus,
+            max_restarts=max_restarts,
+            max_task_retries=max_restarts,
+            max_concurrency=1,
+        )
+        threads = max(1, int(self.resources.num_cpus))
+        self.actors = [remote_cls.remote(model, self.resources.device, threads, s3_endpoint) for _ in range(n)]
+        self.per_actor = per_actor
+        self._load = [0] * n
+        self._cv = threading.Condition()
+        try:
+            self.infos = ray.get([a.info.remote() for a in self.actors])
+        except ray.exceptions.RayTaskError as exc:  # model failed to load: show the cause
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+            self.close()
+            raise ProGVCError(f"codec actors could not start: {cause}") from exc
+        except ray.exceptions.ActorDiedError as exc:
+            self.close()
+            raise ProGVCError(f"codec actors could not start: {exc}") from exc
+        self.model_id: str = self.infos[0]["model_id"]
+        self.scales: list[int] = self.infos[0]["scales"]
+
+    @property
+    def size(self) -> int:
+        return len(self.actors)
+
+    def _acquire(self, block: bool) -> int | None:
+        with self._cv:
+            while True:
+                i = min(range(len(self._load)), key=self._load.__getitem__)
+                if self._load[i] < self.per_actor:
+                    self._load[i] += 1
+                    return i
+                if not block:
+                    return None
+                self._cv.wait()
+
+    def _release(self, i: int) -> None:
+        with self._cv:
+            self._load[i] -= 1
+            self._cv.notify_all()
+
+    def map(self, method: str, calls: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, BaseException | None]]:
+        """Run `actor.<method>(*args)` for each `(tag, args)`; yield `(tag, result, error)` as calls
+        finish (any order). Blocks submission while the pool is full; safe to use from many threads."""
+        todo = iter(calls)
+        pending: dict[Any, tuple[Any, int]] = {}
+        try:
+            yield from self._map_loop(method, todo, pending)
+        finally:  # a caller that stops early gives its slots back
+            for _, slot in pending.values():
+                self._release(slot)
+
+    def _map_loop(self, method: str, todo: Iterator, pending: dict) -> Iterator[tuple[Any, Any, BaseException | None]]:
+        import ray
+
+        exhausted = False
+        while True:
+            while not exhausted:
+                slot = self._acquire(block=not pending)
+                if slot is None:
+                    break
+                try:
+                    tag, args = next(todo)
+                except StopIteration:
+                    self._release(slot)
+                    exhausted = True
+                    break
+                ref = getattr(self.actors[slot], method).remote(*args)
+                pending[ref] = (tag, slot)
+            if not pending:
+                return
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.05 if not exhausted else None)
+            for ref in ready:
+                tag, slot = pending.pop(ref)
+                self._release(slot)
+                try:
+                    yield tag, ray.get(ref), None
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    yield tag, None, cause if isinstance(cause, BaseException) else exc
+                except ray.exceptions.RayError as exc:
+                    yield tag, None, exc
+
+    def call(self, method: str, *args: Any) -> Any:
+        """One call on the least-loaded actor; raises its error."""
+        for _, result, error in self.map(method, [(None, args)]):
+            if error is not None:
+                raise error
+            return result
+        raise RuntimeError("unreachable")
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead is fine
+                pass
+        self.actors = []
