@@ -1,0 +1,335 @@
+"""Staged, resumable training of the ProGVC codec (CPU or CUDA; needs only torch + numpy + PyAV/PIL data).
+
+    python -m pipeline.codec.train tokenizer --out runs/tok --minutes 40
+    python -m pipeline.codec.train context --tokenizer runs/tok/ckpt.pt --out runs/ctx --minutes 20
+    python -m pipeline.codec.train export --tokenizer runs/tok/ckpt.pt --context runs/ctx/ckpt.pt \
+        -o models/progvc.pt
+
+Stage "tokenizer": continuous autoencoder for --ae-steps, then codebook k-means init on real
+multi-scale residuals, then multi-scale residual VQ with quantize dropout and dead-code reset.
+Stage "context": tokenizer frozen; train clips tokenized once; (keyframe, previous, current) frame
+triples; cross-entropy of the context model. Each stage resumes from its own ckpt.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.codec.config import CodecConfig
+from pipeline.codec.context import ContextModel, scale_features
+from pipeline.codec.tokenizer import Tokenizer, _up
+
+
+def _log(out: Path, rec: dict) -> None:
+    print(json.dumps(rec), flush=True)
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _batch(pool: list[np.ndarray], n: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    from pipeline.codec.data import random_crop
+
+    imgs = []
+    for _ in range(n):
+        a = pool[rng.integers(len(pool))]
+        if a.ndim == 4:
+            a = a[rng.integers(len(a))]
+        imgs.append(random_crop(a, crop, rng))
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float() / 255.0
+    return x
+
+
+def _recon_loss(x_hat: torch.Tensor, x: torch.Tensor, w_ms: float) -> torch.Tensor:
+    from pytorch_msssim import ms_ssim
+
+    loss = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
+    if w_ms > 0:
+        loss = loss + w_ms * (1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0))
+    return loss
+
+
+@torch.no_grad()
+def _kmeans_init(tok: Tokenizer, x: torch.Tensor, iters: int = 15) -> None:
+    """Codebook ← k-means of residual vectors at every scale (residuals as if quantization were exact)."""
+    q = tok.quant
+    f = tok.encoder(x)
+    th, tw = f.shape[-2:]
+    f_rest = f.clone()
+    vecs = []
+    for k, (hk, wk) in enumerate(q.sizes(th, tw)):
+        r = F.interpolate(f_rest, size=(hk, wk), mode="area") if (hk, wk) != (th, tw) else f_rest
+        vecs.append(r.permute(0, 2, 3, 1).reshape(-1, r.shape[1]))
+        f_rest = f_rest - q.phi_for(k)(_up(r, (th, tw)))
+    v = torch.cat(vecs)
+    n = q.codebook.weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    c = v[torch.randint(len(v), (n,), generator=g)].clone()
+    for _ in range(iters):
+        a = torch.cdist(v, c).argmin(1)
+        s = torch.zeros_like(c).index_add_(0, a, v)
+        cnt = torch.bincount(a, minlength=n).float()
+        ok = cnt > 0
+        c[ok] = s[ok] / cnt[ok, None]
+        c[~ok] = v[torch.randint(len(v), (int((~ok).sum()),), generator=g)]
+    q.codebook.weight.copy_(c)
+
+
+def train_tokenizer(a: argparse.Namespace) -> None:
+    from pipeline.codec.data import source_frames, train_clips, train_images
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ck = out / "ckpt.pt"
+    cfg = CodecConfig()
+    tok = Tokenizer(cfg)
+    opt = torch.optim.AdamW(tok.parameters(), lr=a.lr, weight_decay=0.0)
+    step, wall = 0, 0.0
+    usage = torch.zeros(cfg.codebook_size)
+    if ck.exists():
+        s = torch.load(ck, weights_only=False)
+        tok.load_state_dict(s["model"])
+        opt.load_state_dict(s["opt"])
+        step, wall = s["step"], s["wall"]
+        print(f"resumed {ck} at step {step}")
+    t0 = time.time()
+    pool: list[np.ndarray] = train_clips() + train_images()
+    if a.sources:
+        pool += source_frames()
+    print(f"data: {len(pool)} items, loaded in {time.time() - t0:.0f}s", flush=True)
+    rng = np.random.default_rng(step + 1)
+    t_start, last_save = time.time(), time.time()
+    n = cfg.n_scales
+    while True:
+        if (time.time() - t_start) / 60 > a.minutes or step >= a.steps:
+            break
+        x = _batch(pool, a.batch, a.crop, rng)
+        if step == a.ae_steps:
+            _kmeans_init(tok, _batch(pool, 16, a.crop, rng))
+            print("codebook initialised by k-means", flush=True)
+        f = tok.encoder(x)
+        if step < a.ae_steps:
+            x_hat = tok.decoder(f)
+            vq = torch.zeros(())
+        else:
+            n_used = int(rng.integers(1, n + 1)) if rng.random() < a.qdrop else n
+            f_q, idxs, vq = tok.quant(f, n_used=n_used, collect=True)
+            x_hat = tok.decoder(f_q)
+            with torch.no_grad():
+                usage *= 0.99
+                for idx in idxs:
+                    usage += torch.bincount(idx.flatten(), minlength=cfg.codebook_size).float()
+        loss = _recon_loss(x_hat, x, a.w_msssim) + vq
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step > a.ae_steps and step % 50 == 0:
+            with torch.no_grad():  # dead-code reset: unused codes ← random recent residual vectors
+                dead = (usage < 0.03).nonzero().flatten()
+                if len(dead):
+                    r = torch.cat(tok.quant.last_residuals)
+                    pick = torch.randint(len(r), (len(dead),))
+                    tok.quant.codebook.weight[dead] = r[pick] + 1e-3 * torch.randn_like(r[pick])
+                    usage[dead] = 1.0
+        if step % 20 == 0:
+            with torch.no_grad():
+                mse = F.mse_loss(x_hat.clamp(0, 1), x).item()
+            _log(out, {"stage": "tokenizer", "step": step, "loss": round(loss.item(), 5),
+                       "vq": round(float(vq), 5), "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
+                       "used": int((usage > 0.03).sum()), "wall_min": round((wall + time.time() - t_start) / 60, 1)})
+        if time.time() - last_save > a.save_every:
+            _save(ck, {"model": tok.state_dict(), "opt": opt.state_dict(), "step": step,
+                       "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
+            last_save = time.time()
+    _save(ck, {"model": tok.state_dict(), "opt": opt.state_dict(), "step": step,
+               "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
+    print(f"saved {ck} at step {step}")
+
+
+def _tokenize_clips(tok: Tokenizer) -> list[list[list[torch.Tensor]]]:
+    """Per clip, per frame: tokens per scale (Hk, Wk) (float64 quantizer path, as at encode)."""
+    from pipeline.codec.data import train_clips
+
+    out = []
+    for clip in train_clips():
+        frames = []
+        for fr in clip:
+            x = torch.from_numpy(fr).permute(2, 0, 1)[None].float() / 255.0
+            frames.append(tok.encode_frame(x))
+        out.append(frames)
+    return out
+
+
+def train_context(a: argparse.Namespace) -> None:
+    from pipeline.codec.tokenizer import grid_to_blocks
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ck = out / "ckpt.pt"
+    ts = torch.load(a.tokenizer, weights_only=False)
+    cfg = CodecConfig.from_dict(ts["config"])
+    tok = Tokenizer(cfg)
+    tok.load_state_dict(ts["model"])
+    tok.eval().requires_grad_(False)
+    ctx = ContextModel(cfg)
+    opt = torch.optim.AdamW(ctx.parameters(), lr=a.lr, weight_decay=0.01)
+    step, wall = 0, 0.0
+    if ck.exists():
+        s = torch.load(ck, weights_only=False)
+        ctx.load_state_dict(s["model"])
+        opt.load_state_dict(s["opt"])
+        step, wall = s["step"], s["wall"]
+        print(f"resumed {ck} at step {step}")
+    cache = out / "tokens.pt"
+    t0 = time.time()
+    if cache.exists():
+        clips = torch.load(cache, weights_only=False)
+    else:
+        clips = _tokenize_clips(tok)
+        torch.save(clips, cache)
+    print(f"tokenized {len(clips)} clips in {time.time() - t0:.0f}s", flush=True)
+    # full-size tiles only (batchable), with (clip, frame, tile) addressing
+    h0, w0 = clips[0][0][-1].shape
+    rng = np.random.default_rng(step + 1)
+    q = tok.quant
+    cb = q.codebook.weight
+
+    def contrib(idx: torch.Tensor, k: int) -> torch.Tensor:
+        return q.phi_for(k)(_up(cb[idx].permute(0, 3, 1, 2), (cfg.tile, cfg.tile)))
+
+    sizes = [(s, s) for s in cfg.scales]
+    t_start, last_save = time.time(), time.time()
+    while (time.time() - t_start) / 60 < a.minutes and step < a.steps:
+        cur, prev, key = [[] for _ in sizes], [[] for _ in sizes], [[] for _ in sizes]
+        has_prev = []
+        for _ in range(a.batch):
+            c = clips[rng.integers(len(clips))]
+            f = int(rng.integers(len(c)))
+            p = int(rng.integers(0, min(f, a.gop - 1) + 1)) if rng.random() > 0.15 else 0
+            kf = f - p
+            from pipeline.codec.tiles import TileGrid
+
+            lh = sum(1 for _ in [0])  # placeholder to keep flake quiet
+            del lh
+            H16, W16 = c[f][-1].shape  # finest-scale grid = latent size for the full-scale schedule
+            grid = TileGrid(H16, W16, cfg.tile, cfg.scales) if cfg.scales[-1] == cfg.tile else None
+            assert grid is not None
+            full = [i for i, t in enumerate(grid.tiles()) if t[2] == cfg.tile and t[3] == cfg.tile]
+            ti = full[rng.integers(len(full))]
+            for k in range(len(sizes)):
+                cur[k].append(grid_to_blocks(c[f][k], grid, k)[ti])
+                prev[k].append(grid_to_blocks(c[f - 1][k], grid, k)[ti] if p > 0 else None)
+                key[k].append(grid_to_blocks(c[kf][k], grid, k)[ti] if p > 0 else None)
+            has_prev.append(p > 0)
+        none = cfg.codebook_size
+        cur_t = [torch.stack(c_) for c_ in cur]
+        prev_t = [torch.stack([t if t is not None else torch.full(s_, none) for t in pk]) for pk, s_ in zip(prev, sizes)]
+        key_t = [torch.stack([t if t is not None else torch.full(s_, none) for t in kk]) for kk, s_ in zip(key, sizes)]
+        with torch.no_grad():
+            feats = scale_features(cur_t, len(sizes), contrib, (a.batch, cfg.latent_dim, cfg.tile, cfg.tile),
+                                   sizes, torch.float32)
+        logits = ctx(feats, prev_t, key_t)
+        target = torch.cat([t.flatten(1) for t in cur_t], 1)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.flatten(), reduction="none")
+        loss = ce.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ctx.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 20 == 0:
+            ce_b = ce.detach().view(a.batch, -1) / np.log(2)
+            per = []
+            o = 0
+            for s_ in sizes:
+                n_ = s_[0] * s_[1]
+                per.append(round(ce_b[:, o : o + n_].mean().item(), 2))
+                o += n_
+            hp = torch.tensor(has_prev)
+            _log(out, {"stage": "context", "step": step, "bits_per_token": round(ce_b.mean().item(), 3),
+                       "bits_intra": round(ce_b[~hp].mean().item(), 3) if (~hp).any() else None,
+                       "bits_inter": round(ce_b[hp].mean().item(), 3) if hp.any() else None,
+                       "per_scale": per, "wall_min": round((wall + time.time() - t_start) / 60, 1)})
+        if time.time() - last_save > a.save_every:
+            _save(ck, {"model": ctx.state_dict(), "opt": opt.state_dict(), "step": step,
+                       "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
+            last_save = time.time()
+    _save(ck, {"model": ctx.state_dict(), "opt": opt.state_dict(), "step": step,
+               "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
+    print(f"saved {ck} at step {step}")
+
+
+def export(a: argparse.Namespace) -> None:
+    """Combine the tokenizer and context checkpoints into one shipped weights file."""
+    ts = torch.load(a.tokenizer, weights_only=False)
+    state = {f"tokenizer.{k}": v for k, v in ts["model"].items()}
+    meta = {"tokenizer_steps": ts["step"], "tokenizer_wall_s": round(ts["wall"])}
+    if a.context:
+        cs = torch.load(a.context, weights_only=False)
+        state.update({f"context.{k}": v for k, v in cs["model"].items()})
+        meta.update({"context_steps": cs["step"], "context_wall_s": round(cs["wall"])})
+    else:
+        from pipeline.codec.context import ContextModel
+
+        torch.manual_seed(0)
+        state.update({f"context.{k}": v for k, v in ContextModel(CodecConfig.from_dict(ts["config"])).state_dict().items()})
+    Path(a.o).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": ts["config"], "state_dict": state, "meta": meta}, a.o)
+    print(f"wrote {a.o}: {meta}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pipeline.codec.train")
+    sub = p.add_subparsers(dest="stage", required=True)
+    t = sub.add_parser("tokenizer")
+    t.add_argument("--out", default="runs/tok")
+    t.add_argument("--minutes", type=float, default=40)
+    t.add_argument("--steps", type=int, default=10**9)
+    t.add_argument("--ae-steps", type=int, default=400)
+    t.add_argument("--batch", type=int, default=4)
+    t.add_argument("--crop", type=int, default=256)
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--qdrop", type=float, default=0.5)
+    t.add_argument("--w-msssim", type=float, default=0.2)
+    t.add_argument("--sources", action="store_true", help="also sparse frames of the permitted sources/")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--save-every", type=float, default=180)
+    t.set_defaults(func=train_tokenizer)
+    c = sub.add_parser("context")
+    c.add_argument("--tokenizer", default="runs/tok/ckpt.pt")
+    c.add_argument("--out", default="runs/ctx")
+    c.add_argument("--minutes", type=float, default=20)
+    c.add_argument("--steps", type=int, default=10**9)
+    c.add_argument("--batch", type=int, default=6)
+    c.add_argument("--gop", type=int, default=16)
+    c.add_argument("--lr", type=float, default=5e-4)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--save-every", type=float, default=180)
+    c.set_defaults(func=train_context)
+    e = sub.add_parser("export")
+    e.add_argument("--tokenizer", default="runs/tok/ckpt.pt")
+    e.add_argument("--context", default="runs/ctx/ckpt.pt")
+    e.add_argument("-o", default="models/progvc.pt")
+    e.set_defaults(func=export)
+    a = p.parse_args(argv)
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()
