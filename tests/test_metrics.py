@@ -48,7 +48,8 @@ def test_psnr_of_gaussian_noise_matches_sigma():
     assert metrics.psnr_rgb(ref, dist).mean() == pytest.approx(expected, abs=0.1)
     # independent channel noise is averaged by the luma weights: var = sigma^2 * sum(w^2)
     w2 = float(np.sum(np.array([0.299, 0.587, 0.114]) ** 2))
-    assert metrics.psnr_y(ref, dist).mean() == pytest.approx(10 * math.log10(255**2 / ((sigma**2 + 1 / 12) * w2)), abs=0.15)
+    expected_y = 10 * math.log10(255**2 / ((sigma**2 + 1 / 12) * w2))
+    assert metrics.psnr_y(ref, dist).mean() == pytest.approx(expected_y, abs=0.15)
 
 
 def test_shape_mismatch_is_refused():

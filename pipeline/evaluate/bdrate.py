@@ -126,9 +126,7 @@ def bd_rate(
         return BDResult(None, why, None, len(ra), len(rt))
     lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
     if hi <= lo:
-        why = (
-            f"no overlap in quality: anchor {qa[0]:.4g}..{qa[-1]:.4g}, test {qt[0]:.4g}..{qt[-1]:.4g}"
-        )
+        why = f"no overlap in quality: anchor {qa[0]:.4g}..{qa[-1]:.4g}, test {qt[0]:.4g}..{qt[-1]:.4g}"
         return BDResult(None, why, None, len(ra), len(rt))
     ia = pchip_integral(qa, np.log10(ra), lo, hi)
     it = pchip_integral(qt, np.log10(rt), lo, hi)
