@@ -40,18 +40,11 @@ def load_codec(model: str | None, device: str = "cpu"):
     return Codec.load(model, device=device)
 
 
-def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
-    """`video_id` of a source: the first 16 hex chars of the SHA-256 of its bytes."""
-    from pipeline import archive
+def content_id(path: str | Path) -> str:
+    """`video_id` of a source: the archive's content hash of its bytes (`pipeline.archive.video_id_of`)."""
+    from pipeline.archive import video_id_of
 
-    fn = getattr(archive, "video_id_for", None)
-    if fn is not None:
-        return fn(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()[:16]
+    return video_id_of(str(path))
 
 
 @dataclass
@@ -111,13 +104,10 @@ class _SourceCache:
         if source in self.files:
             self.files.move_to_end(source)
             return self.files[source]
-        from pipeline.store import open_store
+        from pipeline.store import open_store, split_uri
 
-        bucket_key = source[len("s3://") :]
-        bucket, _, key = bucket_key.partition("/")
-        if not key:
-            raise ProGVCError(f"{source}: not an object URI; use s3://bucket/key")
-        store = open_store(f"s3://{bucket}", s3_endpoint=self.s3_endpoint)
+        parent, key = split_uri(source)
+        store = open_store(parent, s3_endpoint=self.s3_endpoint)
         dst = self.dir / (hashlib.sha1(source.encode()).hexdigest()[:16] + Path(key).suffix)
         tmp = dst.with_name(dst.name + ".part")
         with open(tmp, "wb") as f:
@@ -147,6 +137,7 @@ class CodecActor:
         return {
             "model_id": self.codec.model_id,
             "scales": list(self.codec.cfg.scales),
+            "tile": int(self.codec.cfg.tile),
             "device": self.device,
             "actor": self.name,
         }

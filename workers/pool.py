@@ -99,6 +99,7 @@ class CodecPool:
             raise ProGVCError(f"codec actors could not start: {exc}") from exc
         self.model_id: str = self.infos[0]["model_id"]
         self.scales: list[int] = self.infos[0]["scales"]
+        self.tile: int = self.infos[0]["tile"]
 
     @property
     def size(self) -> int:

@@ -1,0 +1,63 @@
+"""What the flows ask of the archive, in terms of `pipeline.archive` / `pipeline.manifest`.
+
+Thin: it opens stores and hands a video's GOP results from the actors to the archive's commit protocol
+(`pipeline.archive.ArchiveWriter`: layer k = chunk k of every GOP in GOP order, write -> verify -> manifest
+part last).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pipeline import manifest
+from pipeline.store import Store, open_store
+
+
+@lru_cache(maxsize=16)
+def store_for(dest: str, s3_endpoint: str | None = None) -> Store:
+    """One store object per (dest, endpoint) per process (boto3 clients are reusable across threads)."""
+    return open_store(dest, s3_endpoint=s3_endpoint)
+
+
+def committed_video_ids(dest: str, s3_endpoint: str | None = None) -> set[str]:
+    """Video ids the archive has committed (a re-run skips them)."""
+    return manifest.committed_video_ids(store_for(dest, s3_endpoint))
+
+
+def record_failure(dest: str, s3_endpoint: str | None, job_id: str, source: str, video_id: str | None,
+                   reason: str) -> None:
+    """Record that `job_id` could not archive `source`, with the reason (one failures part)."""
+    text = reason if video_id is None else f"{reason} (video {video_id})"
+    manifest.record_failures(store_for(dest, s3_endpoint), job_id, [(source, text)])
+
+
+def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results: list, n_keep: int,
+                 model_id: str, scales: list[int], tile: int) -> int:
+    """Write header + layers 1..n_keep of one video, verify them, commit its manifest rows.
+
+    `plan`: the actor's `SourcePlan`; `results`: its `GopResult`s in GOP order. Returns the archived
+    bytes (header + kept layers)."""
+    from pipeline.archive import ArchiveWriter, GopData, SourceInfo
+    from pipeline.codec.container import GopEntry, StreamHeader
+
+    header = StreamHeader(
+        model_id=model_id,
+        width=plan.width,
+        height=plan.height,
+        fps_num=plan.fps_num,
+        fps_den=plan.fps_den,
+        frame_count=plan.frame_count,
+        scales=tuple(scales),
+        tile=tile,
+        gops=[GopEntry(r.first_frame, r.frame_count, True) for r in results],
+    ).to_bytes()
+    gops = [
+        GopData(first_frame=r.first_frame, frame_count=r.frame_count, keyframe=True,
+                chunks=r.chunks[:n_keep], token_counts=r.token_counts[:n_keep], checksums=r.checksums[:n_keep])
+        for r in results
+    ]
+    source = SourceInfo(uri=plan.source, size_bytes=plan.size_bytes, width=plan.width, height=plan.height,
+                        fps=plan.fps_num / plan.fps_den)
+    writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id)
+    rows = writer.archive_video(plan.video_id, header, gops, source, model_id)
+    return int(sum(rows.column("byte_length").to_pylist()))

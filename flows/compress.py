@@ -1,0 +1,241 @@
+"""The `compress` flow: sources -> GOP plans -> codec actors -> layers -> verified archive -> manifest.
+
+Ray is driven from inside Prefect tasks (one task per video, all sharing one bounded actor pool);
+each GOP is *not* a Prefect task (that orchestration would cost more than the encoding). One video's
+failure is recorded with its reason and the job goes on; store writes are retried on transient faults;
+a re-run skips the videos already committed (by content hash).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from pipeline.settings import apply_environment
+
+apply_environment()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from flows import archive_ops  # noqa: E402
+from flows.progress import JobProgress  # noqa: E402
+from pipeline.errors import ProGVCError, StoreError  # noqa: E402
+from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
+
+UNIT_FRAMES = 64  # frames per actor call (bounded memory per call: UNIT_FRAMES x H x W x 3 bytes)
+
+
+@dataclass
+class VideoOutcome:
+    """How one source ended in a job."""
+
+    source: str
+    status: str  # "committed" | "skipped" | "failed"
+    video_id: str | None = None
+    reason: str | None = None
+    frames: int = 0
+    gops: int = 0
+    source_bytes: int = 0
+    archived_bytes: int = 0
+    actor_busy_s: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class JobReport:
+    job_id: str
+    dest: str
+    videos: list[VideoOutcome] = field(default_factory=list)
+    actors: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        by = {s: [v for v in d["videos"] if v["status"] == s] for s in ("committed", "skipped", "failed")}
+        frames = sum(v["frames"] for v in by["committed"])
+        busy = sum(v["actor_busy_s"] for v in by["committed"])
+        d.update(
+            committed=by["committed"],
+            skipped=by["skipped"],
+            failed=by["failed"],
+            frames=frames,
+            fps=frames / self.seconds if self.seconds > 0 else 0.0,
+            actor_fps=frames * max(1, self.actors) / busy if busy > 0 else 0.0,
+        )
+        return d
+
+
+def new_job_id(name: str | None = None) -> str:
+    """`name` if given (checked to be a safe key part), else `job-<UTC time>-<4 hex>`."""
+    if name:
+        if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+            raise ProGVCError(f"job name {name!r}: use letters, digits, '-', '_' or '.'")
+        return name
+    return datetime.now(timezone.utc).strftime("job-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
+
+
+def _is_transient(task, task_run, state) -> bool:
+    """Retry only store faults (outages, timeouts); a bad input fails at once."""
+    try:
+        state.result()
+    except StoreError:
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    return False
+
+
+@task(name="list-sources", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def list_sources_task(sources: list[str], s3_endpoint: str | None) -> list[str]:
+    from flows.sources import list_sources
+
+    return list_sources(sources, s3_endpoint)
+
+
+@task(name="commit-video", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=_is_transient,
+      cache_policy=NO_CACHE)
+def commit_video_task(dest: str, s3_endpoint: str | None, job_id: str, plan, results, n_keep: int,
+                      model_id: str, scales: list[int], tile: int) -> int:
+    """Write the layers and header, verify them, commit the manifest rows; returns archived bytes."""
+    return archive_ops.commit_video(dest, s3_endpoint, job_id, plan, results, n_keep, model_id, scales, tile)
+
+
+@task(name="compress-video", cache_policy=NO_CACHE)
+def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id: str, n_keep: int,
+                        max_gop: int, threshold: float, progress: JobProgress | None) -> VideoOutcome:
+    """Plan one source's GOPs on an actor, encode them on the pool, then commit them."""
+    from pipeline.codec.container import GopEntry
+    from pipeline.gop import group_gops
+
+    t0 = time.perf_counter()
+    plan = pool.call("plan", ident.source, ident.video_id, max_gop, threshold)
+    gops = [GopEntry(first_frame=f, frame_count=n, keyframe=k) for f, n, k in plan.gops]
+    units = group_gops(gops, plan.seek_points, max_frames=max(UNIT_FRAMES, max_gop))
+    if progress:
+        progress.add_video(ident.video_id, plan.frame_count)
+    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit]))
+             for ui, unit in enumerate(units)]
+    results = [None] * len(gops)
+    for _, res, err in pool.map("encode_unit", calls):
+        if err is not None:
+            raise err if isinstance(err, ProGVCError) else ProGVCError(f"{ident.source}: encoding failed: {err}")
+        for r in res:
+            results[r.gop_index] = r
+            if progress:
+                progress.advance(ident.video_id, r.frame_count)
+    archived = commit_video_task(dest, s3_endpoint, job_id, plan, results, n_keep, pool.model_id, pool.scales,
+                                 pool.tile)
+    return VideoOutcome(
+        source=ident.source,
+        status="committed",
+        video_id=ident.video_id,
+        frames=plan.frame_count,
+        gops=len(gops),
+        source_bytes=ident.size_bytes,
+        archived_bytes=archived,
+        actor_busy_s=plan.plan_s + sum(r.busy_s for r in results),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ProGVCError) else f"{type(exc).__name__}: {exc}"
+
+
+@flow(name="compress", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def compress(
+    sources: list[str],
+    dest: str,
+    scales: int = 0,
+    job: str | None = None,
+    actors: int = 0,
+    max_gop: int = 16,
+    weights: str | None = None,
+    s3_endpoint: str | None = None,
+    device: str = "auto",
+    threshold: float | None = None,
+) -> dict:
+    """Compress every video under `sources` (files, folders, `s3://` prefixes) into the archive `dest`.
+
+    scales: keep the first K scale layers (0 = all); job: job name (default `job-<UTC time>`);
+    actors: codec actors (0 = one per GPU, else per CPU); max_gop: frames per GOP at most;
+    weights: codec weights path (or `random:tiny:<seed>` for tests); threshold: keyframe colour
+    distance (mean ΔE). Returns the job report (`JobReport.to_dict()`).
+    """
+    from workers.pool import CodecPool
+
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    job_id = new_job_id(job)
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    files = list_sources_task(sources, s3_endpoint)
+    report = JobReport(job_id=job_id, dest=dest)
+    if not files:
+        logger.warning("no video sources found under %s", sources)
+        report.seconds = time.perf_counter() - t0
+        return report.to_dict()
+    pool = CodecPool(weights, n_actors=actors, device=device, s3_endpoint=s3_endpoint)
+    report.actors = pool.size
+    try:
+        n_keep = len(pool.scales) if scales in (0, None) else int(scales)
+        if not 1 <= n_keep <= len(pool.scales):
+            raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
+        committed = archive_ops.committed_video_ids(dest, s3_endpoint)
+        todo, seen = [], set()
+        for src, ident, err in pool.map("identify", [(f, (f,)) for f in files]):
+            if err is not None:
+                report.videos.append(VideoOutcome(source=src, status="failed", reason=_reason(err)))
+                archive_ops.record_failure(dest, s3_endpoint, job_id, src, None, _reason(err))
+            elif ident.video_id in committed or ident.video_id in seen:
+                report.videos.append(VideoOutcome(source=src, status="skipped", video_id=ident.video_id,
+                                                  source_bytes=ident.size_bytes,
+                                                  reason="already archived" if ident.video_id in committed
+                                                  else "same content as another source of this job"))
+            else:
+                seen.add(ident.video_id)
+                todo.append(ident)
+        with JobProgress(job_id, len(todo)) as progress:
+            futures = [
+                (ident, compress_video_task.submit(pool, ident, dest, s3_endpoint, job_id, n_keep, max_gop,
+                                                   threshold, progress))
+                for ident in todo
+            ]
+            for ident, fut in futures:
+                try:
+                    report.videos.append(fut.result())
+                except Exception as exc:  # noqa: BLE001 - one video's failure must not stop the job
+                    reason = _reason(exc)
+                    logger.error("%s failed: %s", ident.source, reason)
+                    report.videos.append(VideoOutcome(source=ident.source, status="failed",
+                                                      video_id=ident.video_id, reason=reason,
+                                                      source_bytes=ident.size_bytes))
+                    archive_ops.record_failure(dest, s3_endpoint, job_id, ident.source, ident.video_id, reason)
+                progress.video_done(ident.video_id)
+    finally:
+        pool.close()
+    report.seconds = time.perf_counter() - t0
+    return report.to_dict()
+
+
+def print_report(report: dict) -> None:
+    """The job report as a Rich table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"job {report['job_id']} -> {report['dest']}")
+    for col in ("source", "status", "video id", "frames", "source bytes", "archived bytes", "note"):
+        table.add_column(col, overflow="fold")
+    for v in report["videos"]:
+        table.add_row(v["source"], v["status"], v["video_id"] or "", str(v["frames"] or ""),
+                      str(v["source_bytes"] or ""), str(v["archived_bytes"] or ""), v["reason"] or "")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{len(report['committed'])} committed, {len(report['skipped'])} skipped, {len(report['failed'])} failed; "
+        f"{report['frames']} frames in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, "
+        f"{report['actors']} actor(s))"
+    )
