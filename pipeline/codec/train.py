@@ -225,8 +225,6 @@ def train_context(a: argparse.Namespace) -> None:
             kf = f - p
             from pipeline.codec.tiles import TileGrid
 
-            lh = sum(1 for _ in [0])  # placeholder to keep flake quiet
-            del lh
             H16, W16 = c[f][-1].shape  # finest-scale grid = latent size for the full-scale schedule
             grid = TileGrid(H16, W16, cfg.tile, cfg.scales) if cfg.scales[-1] == cfg.tile else None
             assert grid is not None
@@ -239,8 +237,11 @@ def train_context(a: argparse.Namespace) -> None:
             has_prev.append(p > 0)
         none = cfg.codebook_size
         cur_t = [torch.stack(c_) for c_ in cur]
-        prev_t = [torch.stack([t if t is not None else torch.full(s_, none) for t in pk]) for pk, s_ in zip(prev, sizes)]
-        key_t = [torch.stack([t if t is not None else torch.full(s_, none) for t in kk]) for kk, s_ in zip(key, sizes)]
+        def _fill(lists: list, s_: tuple[int, int]) -> torch.Tensor:
+            return torch.stack([t if t is not None else torch.full(s_, none) for t in lists])
+
+        prev_t = [_fill(pk, s_) for pk, s_ in zip(prev, sizes)]
+        key_t = [_fill(kk, s_) for kk, s_ in zip(key, sizes)]
         with torch.no_grad():
             feats = scale_features(cur_t, len(sizes), contrib, (a.batch, cfg.latent_dim, cfg.tile, cfg.tile),
                                    sizes, torch.float32)
@@ -288,7 +289,8 @@ def export(a: argparse.Namespace) -> None:
         from pipeline.codec.context import ContextModel
 
         torch.manual_seed(0)
-        state.update({f"context.{k}": v for k, v in ContextModel(CodecConfig.from_dict(ts["config"])).state_dict().items()})
+        ctx = ContextModel(CodecConfig.from_dict(ts["config"]))
+        state.update({f"context.{k}": v for k, v in ctx.state_dict().items()})
     Path(a.o).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"config": ts["config"], "state_dict": state, "meta": meta}, a.o)
     print(f"wrote {a.o}: {meta}")

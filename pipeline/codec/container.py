@@ -1,0 +1,239 @@
+"""The `.pgv` container: stream header, GOP table, and length-prefixed checksummed chunks.
+
+Layout (all integers little-endian):
+
+    header  = b"PGV1" | u32 format_version | u32 body_len | body (UTF-8 JSON) | u32 crc32(body)
+    chunk   = b"PGC1" | u32 payload_len | u32 token_count | u16 scale (1-based) | u16 reserved
+              | u32 crc32(token indices, LE uint16) | u32 crc32(payload) | payload
+    layer k = chunk(GOP 0, k) + chunk(GOP 1, k) + ...
+    .pgv    = header + layer 1 + layer 2 + ... + layer K   (K <= N; a cut at any layer end is valid)
+
+`header.bin` in the archive is exactly `StreamHeader.to_bytes()`; `layer-<k>.bin` is layer k.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import ModelMismatchError, StreamError
+
+MAGIC = b"PGV1"
+CHUNK_MAGIC = b"PGC1"
+FORMAT_VERSION = 1
+_HEAD = struct.Struct("<4sII")
+_CHUNK = struct.Struct("<4sIIHHII")
+CHUNK_HEADER_BYTES = _CHUNK.size
+MAX_HEADER_BODY = 64 << 20  # a GOP table for millions of GOPs still fits
+MAX_PAYLOAD = 1 << 30
+MAX_TOKENS = 1 << 31
+
+
+@dataclass(frozen=True)
+class GopEntry:
+    """One GOP: frames [first_frame, first_frame + frame_count); frame 0 of it is its keyframe."""
+
+    first_frame: int
+    frame_count: int
+    keyframe: bool = True
+
+
+@dataclass
+class StreamHeader:
+    """Everything a decoder needs besides the layers (DESIGN §3)."""
+
+    model_id: str
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int
+    scales: tuple[int, ...]
+    tile: int
+    gops: list[GopEntry] = field(default_factory=list)
+    mode: str = "plain"
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def n_scales(self) -> int:
+        return len(self.scales)
+
+    def to_bytes(self) -> bytes:
+        body = json.dumps(
+            {
+                "model_id": self.model_id,
+                "width": self.width,
+                "height": self.height,
+                "fps": [self.fps_num, self.fps_den],
+                "frame_count": self.frame_count,
+                "scales": list(self.scales),
+                "tile": self.tile,
+                "mode": self.mode,
+                "gops": [[g.first_frame, g.frame_count, int(g.keyframe)] for g in self.gops],
+            },
+            separators=(",", ":"),
+        ).encode()
+        return _HEAD.pack(MAGIC, self.format_version, len(body)) + body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview, source: str = "stream") -> tuple[StreamHeader, int]:
+        """Header at the start of `data` → (header, bytes consumed). StreamError if damaged."""
+        if len(data) < _HEAD.size:
+            raise StreamError(f"{source}: too short for a ProGVC header ({len(data)} bytes); not a .pgv stream?")
+        magic, version, n = _HEAD.unpack_from(data, 0)
+        if magic != MAGIC:
+            raise StreamError(f"{source}: not a ProGVC stream (magic {bytes(magic)!r}, expected {MAGIC!r})")
+        if version != FORMAT_VERSION:
+            raise StreamError(
+                f"{source}: format version {version} is not supported (this build reads {FORMAT_VERSION}); "
+                "upgrade progvc"
+            )
+        end = _HEAD.size + n + 4
+        if n > MAX_HEADER_BODY or end > len(data):
+            raise StreamError(f"{source}: header length {n} is damaged or the stream is truncated in its header")
+        body = bytes(data[_HEAD.size : _HEAD.size + n])
+        (crc,) = struct.unpack_from("<I", data, _HEAD.size + n)
+        if zlib.crc32(body) != crc:
+            raise StreamError(f"{source}: header checksum mismatch: the stream header is damaged")
+        try:
+            d = json.loads(body)
+            hdr = cls(
+                model_id=str(d["model_id"]),
+                width=int(d["width"]),
+                height=int(d["height"]),
+                fps_num=int(d["fps"][0]),
+                fps_den=int(d["fps"][1]),
+                frame_count=int(d["frame_count"]),
+                scales=tuple(int(s) for s in d["scales"]),
+                tile=int(d["tile"]),
+                mode=str(d.get("mode", "plain")),
+                gops=[GopEntry(int(a), int(b), bool(c)) for a, b, c in d["gops"]],
+                format_version=version,
+            )
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise StreamError(f"{source}: header fields are invalid ({exc})") from exc
+        if hdr.width < 1 or hdr.height < 1 or not hdr.scales or hdr.tile < 1:
+            raise StreamError(f"{source}: header has invalid dimensions or scale schedule")
+        return hdr, end
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, source: str = "stream") -> StreamHeader:
+        return cls.parse(data, source)[0]
+
+    def check_model(self, model_id: str, source: str = "stream") -> None:
+        """ModelMismatchError unless this stream was made by `model_id`."""
+        if self.model_id != model_id:
+            raise ModelMismatchError(
+                f"{source} was encoded by model {self.model_id}, but the loaded model is {model_id}; "
+                f"decode it with the weights whose id is {self.model_id} (--weights)"
+            )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One parsed (GOP, scale) chunk; `data` is the whole chunk (header + payload)."""
+
+    scale: int  # 1-based
+    token_count: int
+    token_crc: int
+    payload: bytes
+    data: bytes
+
+
+def pack_chunk(scale: int, token_count: int, token_crc: int, payload: bytes) -> bytes:
+    """One chunk: header + payload (scale 1-based)."""
+    head = _CHUNK.pack(CHUNK_MAGIC, len(payload), token_count, scale, 0, token_crc, zlib.crc32(payload))
+    return head + payload
+
+
+def parse_chunk(data: bytes | memoryview, offset: int = 0, where: str = "chunk") -> tuple[Chunk, int]:
+    """Chunk at `offset` → (chunk, offset after it). StreamError (mentioning `where`) if damaged."""
+    hint = "the stream is damaged; re-fetch it, or decode fewer layers with --scales"
+    if offset + _CHUNK.size > len(data):
+        raise StreamError(f"{where}: truncated chunk header ({len(data) - offset} bytes left); {hint}")
+    magic, n, count, scale, _, tcrc, pcrc = _CHUNK.unpack_from(data, offset)
+    if magic != CHUNK_MAGIC:
+        raise StreamError(f"{where}: bad chunk marker {bytes(magic)!r}; {hint}")
+    end = offset + _CHUNK.size + n
+    if n > MAX_PAYLOAD or count > MAX_TOKENS or end > len(data):
+        raise StreamError(f"{where}: chunk length {n} runs past the end of the data (truncated?); {hint}")
+    payload = bytes(data[offset + _CHUNK.size : end])
+    if zlib.crc32(payload) != pcrc:
+        raise StreamError(f"{where}: payload checksum mismatch; {hint}")
+    return Chunk(scale, count, tcrc, payload, bytes(data[offset:end])), end
+
+
+def split_layer(data: bytes | memoryview, n_gops: int, scale: int, source: str = "layer") -> list[bytes]:
+    """A layer's bytes (all GOPs of scale `scale`, 1-based) → one chunk per GOP."""
+    out, off = [], 0
+    for g in range(n_gops):
+        ch, off = parse_chunk(data, off, f"{source}: GOP {g} scale {scale}")
+        if ch.scale != scale:
+            raise StreamError(f"{source}: GOP {g} holds scale {ch.scale} where scale {scale} was expected")
+        out.append(ch.data)
+    if off != len(data):
+        raise StreamError(f"{source}: {len(data) - off} unexpected bytes after the last GOP of scale {scale}")
+    return out
+
+
+def write_pgv(path: str | Path, header: StreamHeader, gop_chunks: list[list[bytes]], scales: int | None = None) -> int:
+    """Write a `.pgv`: header then layers 1..K scale-major (gop_chunks[g][k]). Returns bytes written."""
+    k_max = min(len(c) for c in gop_chunks) if gop_chunks else 0
+    k_max = k_max if scales is None else min(k_max, scales)
+    n = 0
+    with open(path, "wb") as f:
+        n += f.write(header.to_bytes())
+        for k in range(k_max):
+            for chunks in gop_chunks:
+                n += f.write(chunks[k])
+    return n
+
+
+@dataclass
+class PgvStream:
+    header: StreamHeader
+    layers: list[list[bytes]]  # layers[k][g]: chunk bytes of GOP g at scale k+1
+    layer_bytes: list[int]  # bytes per layer
+    header_bytes: int
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def gop_chunks(self, g: int, scales: int | None = None) -> list[bytes]:
+        k = self.n_layers if scales is None else min(scales, self.n_layers)
+        return [self.layers[i][g] for i in range(k)]
+
+
+def read_pgv(src: str | Path | bytes, scales: int | None = None) -> PgvStream:
+    """Parse a `.pgv` (path or bytes). A cut at a layer end is a valid stream with fewer layers;
+    a cut inside a layer or any damage raises StreamError naming the GOP and scale."""
+    name = "stream" if isinstance(src, (bytes, bytearray)) else str(src)
+    data = bytes(src) if isinstance(src, (bytes, bytearray)) else Path(src).read_bytes()
+    hdr, off = StreamHeader.parse(data, name)
+    layers, sizes = [], []
+    n_g = len(hdr.gops)
+    while off < len(data) and len(layers) < hdr.n_scales and (scales is None or len(layers) < scales):
+        k = len(layers) + 1
+        start, chunks = off, []
+        for g in range(n_g):
+            where = f"{name}: GOP {g} scale {k}"
+            if off >= len(data):
+                raise StreamError(
+                    f"{where}: the stream ends inside layer {k}; use --scales {k - 1} to decode the complete layers"
+                )
+            try:
+                ch, off = parse_chunk(data, off, where)
+            except StreamError as exc:
+                raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
+            if ch.scale != k:
+                raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
+            chunks.append(ch.data)
+        layers.append(chunks)
+        sizes.append(off - start)
+    if scales is None and off < len(data):
+        raise StreamError(f"{name}: {len(data) - off} bytes of garbage after layer {len(layers)}")
+    return PgvStream(hdr, layers, sizes, hdr.to_bytes().__len__())
