@@ -166,8 +166,12 @@ def compress(
     weights: codec weights path (or `random:tiny:<seed>` for tests); threshold: keyframe colour
     distance (mean ΔE). Returns the job report (`JobReport.to_dict()`).
     """
+    from pipeline.settings import Settings
     from workers.pool import CodecPool
 
+    env = Settings.from_env()  # deployments: RAY_ADDRESS, S3 endpoint, weights from the worker's environment
+    weights = weights or env.weights
+    s3_endpoint = s3_endpoint or env.s3_endpoint
     logger = get_run_logger()
     t0 = time.perf_counter()
     job_id = new_job_id(job)

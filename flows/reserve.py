@@ -1,0 +1,122 @@
+"""The `reserve` flow: re-serve an archived video from its first K scale layers.
+
+manifest -> ranged reads of exactly the K layers' chunks (+ header) -> codec actors decode GOP runs
+(untransmitted fine scales predicted by the context model) -> MP4/H.264 (or MKV/Y4M) via PyAV.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pipeline.settings import apply_environment
+
+apply_environment()
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from flows.archive_ops import store_for  # noqa: E402
+
+UNIT_FRAMES = 64  # frames decoded per actor call (bounds memory per call)
+
+
+@task(name="fetch-layers", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NO_CACHE)
+def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales: int):
+    """Ranged reads of the header and the chunks of scales 1..K; returns (Retrieved, layer bytes in manifest)."""
+    import pyarrow.compute as pc
+
+    from pipeline import manifest
+    from pipeline.retrieval import fetch, plan_retrieval
+
+    store = store_for(dest, s3_endpoint)
+    rows = manifest.read_manifest(store, video_ids=[video_id])
+    plan = plan_retrieval(rows, video_id, scales)
+    layers = rows.filter(pc.and_(pc.greater(rows.column("scale"), 0), pc.less_equal(rows.column("scale"), scales)))
+    return fetch(store, plan), int(pc.sum(layers.column("byte_length")).as_py() or 0)
+
+
+@task(name="decode-video", cache_policy=NO_CACHE)
+def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str) -> int:
+    """Decode every GOP on the actors (runs of <= UNIT_FRAMES frames, bounded in flight) and stream the
+    frames in order into `output`. Returns frames written."""
+    from fractions import Fraction
+
+    from pipeline import video_io
+    from pipeline.errors import StreamError
+
+    units: list[list[int]] = [[]]
+    frames_in = 0
+    for g, entry in enumerate(header.gops):
+        if units[-1] and frames_in + entry.frame_count > UNIT_FRAMES:
+            units.append([])
+            frames_in = 0
+        units[-1].append(g)
+        frames_in += entry.frame_count
+    calls = [
+        (u, ([gop_chunks[g] for g in unit], [header.gops[g].frame_count for g in unit], header.width,
+             header.height, predict))
+        for u, unit in enumerate(units)
+    ]
+
+    def ordered():
+        buffered, nxt = {}, 0
+        for u, frames, err in pool.map("decode_gops", calls):
+            if err is not None:
+                raise err if isinstance(err, StreamError) else StreamError(f"decoding failed: {err}")
+            buffered[u] = frames
+            while nxt in buffered:
+                yield from buffered.pop(nxt)
+                nxt += 1
+
+    return video_io.write_video(output, ordered(), Fraction(header.fps_num, header.fps_den))
+
+
+@flow(name="reserve")
+def reserve(
+    dest: str,
+    video_id: str,
+    scales: int,
+    output: str,
+    predict: str = "argmax",
+    weights: str | None = None,
+    s3_endpoint: str | None = None,
+    device: str = "auto",
+    actors: int = 0,
+) -> dict:
+    """Decode video `video_id` of archive `dest` from its first `scales` layers into `output`
+    (.mp4/.mkv H.264, or .y4m). `predict`: how scales K+1..N are filled (argmax | sample | none).
+    Returns a report: output path, frames, size, bytes read vs the K layers' bytes."""
+    from pipeline.codec.container import StreamHeader
+    from pipeline.errors import StreamError
+    from workers.pool import CodecPool
+
+    t0 = time.perf_counter()
+    got, layer_bytes = fetch_layers_task(dest, s3_endpoint, video_id, scales)
+    if got.header is None:
+        raise StreamError(f"video {video_id} in {dest}: the manifest has no header row; the archive is damaged")
+    header = StreamHeader.from_bytes(got.header, source=f"{dest}/videos/{video_id}/header.bin")
+    gop_chunks = got.gop_chunks()
+    if len(gop_chunks) != len(header.gops):
+        raise StreamError(f"video {video_id}: header lists {len(header.gops)} GOPs, the manifest {len(gop_chunks)}")
+    pool = CodecPool(weights, n_actors=actors or min(2, len(header.gops)), device=device)
+    try:
+        header.check_model(pool.model_id, source=f"video {video_id}")
+        out = Path(output)
+        frames = decode_video_task(pool, header, gop_chunks, str(out), predict)
+    finally:
+        pool.close()
+    return {
+        "video_id": video_id,
+        "output": str(out.resolve()),
+        "scales": scales,
+        "n_scales": header.n_scales,
+        "frames": frames,
+        "width": header.width,
+        "height": header.height,
+        "bytes_read": got.header_bytes_read + got.layer_bytes_read,
+        "layer_bytes_read": got.layer_bytes_read,
+        "layer_bytes": layer_bytes,
+        "requests": got.requests,
+        "seconds": time.perf_counter() - t0,
+    }
