@@ -174,7 +174,9 @@ def _read_tables(store: Store, objs: list, schema: pa.Schema) -> PartRead:
         except (OSError, pa.ArrowInvalid) as e:
             raise ManifestError(f"cannot read manifest parts under {store.uri}: {e}; a part is damaged — move "
                                 f"it away and re-run the job that wrote it") from e
-        return PartRead(table, len(objs), sum(o.size for o in objs))
+        total = sum(o.size for o in objs)
+        store.count_read(total)  # pyarrow reads each small part whole (footer + every column chunk)
+        return PartRead(table, len(objs), total)
 
     def one(o) -> pa.Table:
         data = store.get(o.key)

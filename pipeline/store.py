@@ -111,11 +111,11 @@ class Store(ABC):
         self.bytes_read = 0
         self.bytes_written = 0
 
-    def _count_read(self, n: int) -> None:
+    def count_read(self, n: int) -> None:
         with self._lock:
             self.bytes_read += n
 
-    def _count_written(self, n: int) -> None:
+    def count_written(self, n: int) -> None:
         with self._lock:
             self.bytes_written += n
 
@@ -222,7 +222,7 @@ class LocalStore(Store):
             tmp.unlink(missing_ok=True)
             raise self._os_error(key, e, "write") from e
         n = memoryview(data).nbytes
-        self._count_written(n)
+        self.count_written(n)
         return ObjectInfo(key=key, size=n, checksum=crc32_b64(data) if self.config.checksums else None)
 
     def get(self, key: str) -> bytes:
@@ -232,7 +232,7 @@ class LocalStore(Store):
             raise NotFoundError(f"{self.url(key)} is a directory, not an object") from e
         except OSError as e:
             raise self._os_error(key, e, "read") from e
-        self._count_read(len(data))
+        self.count_read(len(data))
         return data
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
@@ -243,7 +243,7 @@ class LocalStore(Store):
                 data = f.read(length)
         except OSError as e:
             raise self._os_error(key, e, "read") from e
-        self._count_read(len(data))
+        self.count_read(len(data))
         if len(data) != length:
             raise StoreError(f"{self.url(key)} is shorter than requested: wanted bytes {offset}..{offset + length}"
                              f", got {len(data)}; the object was truncated or the manifest is stale")
@@ -253,7 +253,7 @@ class LocalStore(Store):
         try:
             with open(self.local_path(key), "rb") as f:
                 while chunk := f.read(chunk_size):
-                    self._count_read(len(chunk))
+                    self.count_read(len(chunk))
                     yield chunk
         except OSError as e:
             raise self._os_error(key, e, "read") from e
@@ -413,7 +413,7 @@ class S3Store(Store):
             raise
         except Exception as e:
             raise self._error(key, e, "write") from e
-        self._count_written(n)
+        self.count_written(n)
         return info
 
     def get(self, key: str) -> bytes:
@@ -421,7 +421,7 @@ class S3Store(Store):
             body = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
         except Exception as e:
             raise self._error(key, e, "read") from e
-        self._count_read(len(body))
+        self.count_read(len(body))
         return body
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
@@ -434,7 +434,7 @@ class S3Store(Store):
             body = r["Body"].read()
         except Exception as e:
             raise self._error(key, e, f"read bytes {offset}..{offset + length} of") from e
-        self._count_read(len(body))
+        self.count_read(len(body))
         if len(body) != length:
             raise StoreError(f"{self.url(key)} is shorter than requested: wanted bytes {offset}..{offset + length}"
                              f", got {len(body)}; the object was truncated or the manifest is stale")
@@ -444,7 +444,7 @@ class S3Store(Store):
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
             for chunk in body.iter_chunks(chunk_size):
-                self._count_read(len(chunk))
+                self.count_read(len(chunk))
                 yield chunk
         except Exception as e:
             raise self._error(key, e, "read") from e
