@@ -117,7 +117,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
     units = group_gops(gops, plan.seek_points, max_frames=max(UNIT_FRAMES, max_gop))
     if progress:
         progress.add_video(ident.video_id, plan.frame_count)
-    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit]))
+    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit], n_keep))
              for ui, unit in enumerate(units)]
     results = [None] * len(gops)
     for _, res, err in pool.map("encode_unit", calls):

@@ -37,7 +37,8 @@ def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales:
 
 
 @task(name="decode-video", cache_policy=NO_CACHE)
-def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str) -> int:
+def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str,
+                      context: str = "") -> int:
     """Decode every GOP on the actors (runs of <= UNIT_FRAMES frames, bounded in flight) and stream the
     frames in order into `output`. Returns frames written."""
     from fractions import Fraction
@@ -55,7 +56,7 @@ def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, 
         frames_in += entry.frame_count
     calls = [
         (u, ([gop_chunks[g] for g in unit], [header.gops[g].frame_count for g in unit], header.width,
-             header.height, predict))
+             header.height, predict, unit, context))
         for u, unit in enumerate(units)
     ]
 
@@ -103,7 +104,7 @@ def reserve(
     try:
         header.check_model(pool.model_id, source=f"video {video_id}")
         out = Path(output)
-        frames = decode_video_task(pool, header, gop_chunks, str(out), predict)
+        frames = decode_video_task(pool, header, gop_chunks, str(out), predict, f"video {video_id}")
     finally:
         pool.close()
     return {

@@ -37,9 +37,10 @@ def prefect_harness():
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_pool(ray_session):
-    """Two codec actors with the tiny random model (shared; tests must not kill them)."""
+    """Two codec actors (1 CPU each) with the tiny random model, for one test module. Flows create their
+    own pools, so a module must not hold this one while it runs flows (the cluster has 2 CPUs)."""
     from workers.pool import CodecPool
 
     pool = CodecPool(TINY_MODEL, n_actors=2, device="cpu")

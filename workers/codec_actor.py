@@ -174,9 +174,9 @@ class CodecActor:
             plan_s=time.perf_counter() - t0,
         )
 
-    def encode_unit(self, source: str, gops: list[tuple[int, int, int]]) -> list[GopResult]:
-        """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source; the
-        frames are read with one seek. Returns one `GopResult` per GOP, in order."""
+    def encode_unit(self, source: str, gops: list[tuple[int, int, int]], scales: int | None = None) -> list[GopResult]:
+        """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, scales 1..K
+        (`scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order."""
         from pipeline import video_io
 
         t0 = time.perf_counter()
@@ -188,7 +188,7 @@ class CodecActor:
         out: list[GopResult] = []
         for gi, f0, n in gops:
             t1 = time.perf_counter()
-            enc = self.codec.encode_gop(frames_THWC[f0 - first : f0 - first + n])
+            enc = self.codec.encode_gop(frames_THWC[f0 - first : f0 - first + n], scales=scales)
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
                 GopResult(
@@ -212,11 +212,16 @@ class CodecActor:
         width: int,
         height: int,
         predict: str = "argmax",
+        gop_indices: list[int] | None = None,
+        context: str = "",
     ) -> np.ndarray:
-        """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8."""
+        """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8. `gop_indices` and
+        `context` (e.g. the video id) name the GOP in errors."""
+        idx = gop_indices or [None] * len(frame_counts)
         parts = [
-            self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict)
-            for chunks, n in zip(chunks_per_gop, frame_counts)
+            self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict,
+                                  gop_index=g, context=context)
+            for chunks, n, g in zip(chunks_per_gop, frame_counts, idx)
         ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 

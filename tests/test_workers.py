@@ -1,0 +1,105 @@
+"""Codec actors on a real local Ray (2 CPUs) with the tiny random codec."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import video_io
+from pipeline.codec import Codec, CodecConfig
+from pipeline.errors import VideoError
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 20-frame 64×48 H.264 clip with a hard cut at frame 9."""
+    path = tmp_path_factory.mktemp("clips") / "cut.mp4"
+    rng = np.random.default_rng(0)
+    a = np.clip(rng.normal(0, 8, (9, 48, 64, 3)) + [200, 90, 40], 0, 255).astype(np.uint8)
+    b = np.clip(rng.normal(0, 8, (11, 48, 64, 3)) + [30, 80, 200], 0, 255).astype(np.uint8)
+    video_io.write_video(path, np.concatenate([a, b]), fps=25)
+    return str(path)
+
+
+def test_pool_resources_and_model(tiny_pool, ray_session):
+    assert tiny_pool.size == 2
+    gpus = ray_session.cluster_resources().get("GPU", 0)
+    assert tiny_pool.resources.num_gpus == (min(1.0, gpus / 2) if gpus else 0)
+    assert tiny_pool.resources.device == ("cuda" if gpus else "cpu")
+    ref = Codec.random(CodecConfig.tiny(), seed=0)
+    assert {i["model_id"] for i in tiny_pool.infos} == {ref.model_id}
+    assert len({i["actor"] for i in tiny_pool.infos}) == 2  # two separate processes
+
+
+def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
+    from pipeline.archive import video_id_of
+
+    ident = tiny_pool.call("identify", clip)
+    assert ident.video_id == video_id_of(clip)
+    plan = tiny_pool.call("plan", clip, ident.video_id, 16)
+    assert plan.frame_count == 20 and (plan.width, plan.height) == (64, 48)
+    assert [g[0] for g in plan.gops] == [0, 9]  # keyframe at the cut
+    results = tiny_pool.call("encode_unit", clip, [(i, f, n) for i, (f, n, _) in enumerate(plan.gops)])
+    assert [r.gop_index for r in results] == [0, 1]
+    n_scales = len(tiny_pool.scales)
+    assert all(len(r.chunks) == n_scales and r.busy_s > 0 for r in results)
+    # the actor's chunks are exactly what the same codec makes in this process (determinism)
+    ref = Codec.random(CodecConfig.tiny(), seed=0)
+    src = video_io.read_frames(clip, 9, 11)
+    assert ref.encode_gop(src).chunks == results[1].chunks
+    # decode on the other actor from the first 2 scales (the rest predicted)
+    frames = tiny_pool.call("decode_gops", [r.chunks[:2] for r in results], [9, 11], 64, 48, "argmax")
+    assert frames.shape == (20, 48, 64, 3) and frames.dtype == np.uint8
+    # only K scales encoded when asked
+    short = tiny_pool.call("encode_unit", clip, [(0, 0, 9)], 2)
+    assert len(short[0].chunks) == 2 and short[0].chunks == results[0].chunks[:2]
+
+
+def test_bad_source_errors_come_back_typed(tiny_pool, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(os.urandom(4096))
+    ident = tiny_pool.call("identify", str(junk))
+    with pytest.raises(VideoError, match="junk.mp4"):
+        tiny_pool.call("plan", str(junk), ident.video_id, 16)
+
+
+def test_bounded_in_flight(tiny_pool, clip):
+    seen = []
+    calls = [(i, (clip, [(0, (i % 5) * 4, 4)])) for i in range(10)]
+    out = []
+    for tag, res, err in tiny_pool.map("encode_unit", calls):
+        assert err is None
+        seen.append(max(tiny_pool._load))
+        out.append(tag)
+    assert sorted(out) == list(range(10))
+    assert max(seen) <= tiny_pool.per_actor
+    assert tiny_pool._load == [0, 0]  # every slot given back
+
+
+def test_actor_killed_mid_task_is_restarted_and_retried(tiny_pool, clip):
+    """Kill the actor process while it encodes: Ray restarts it (model reloaded) and retries the call."""
+    import ray
+
+    actor = tiny_pool.actors[0]
+    pid = ray.get(actor.pid.remote())
+    unit = [(i, f, 4) for i, f in enumerate(range(0, 20, 4))]
+    ref = actor.encode_unit.remote(clip, unit)
+
+    def kill_soon():
+        time.sleep(0.15)
+        os.kill(pid, signal.SIGKILL)
+
+    t = threading.Thread(target=kill_soon)
+    t.start()
+    results = ray.get(ref, timeout=120)
+    t.join()
+    assert [r.gop_index for r in results] == list(range(5))
+    new_pid = ray.get(actor.pid.remote(), timeout=60)
+    assert new_pid != pid  # it really died and came back
+    again = ray.get(actor.encode_unit.remote(clip, unit))
+    assert [r.chunks for r in again] == [r.chunks for r in results]  # same bytes after the restart
