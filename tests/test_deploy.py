@@ -1,0 +1,292 @@
+"""The cluster path is the same code: the `compress` flow on an external Ray (`ray start --head`, a
+separate process) and the `compress` deployment of `prefect.yaml` on a real `prefect server` with a
+process worker, writing to a real SeaweedFS. This is the local stack of infra/compose.yaml, run as
+plain processes on 127.0.0.1 (no container engine needed).
+
+Every process started here gets its own ports, temp dirs and process group, and only those are
+stopped afterwards (never `ray stop`, which would stop every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.fixtures_store import new_bucket
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SAMPLES = sorted((ROOT / "samples").glob("*.mp4"))[:2]
+TINY_MODEL = "random:tiny:0"  # workers.codec_actor: a tiny random codec (fast on CPU)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every live process, from /proc (Linux)."""
+    table = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":  # zombies are gone already
+                table[int(d.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def _group_and_descendants(pgid: int) -> set[int]:
+    table = _proc_table()
+    pids = {pid for pid, (_, g) in table.items() if g == pgid}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _) in table.items() if ppid in pids} - pids
+        pids |= more
+        grew = bool(more)
+    return pids
+
+
+def stop_group(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """Stop what this test started: the process group of `proc` (it was started with
+    start_new_session) and every descendant of its members (e.g. Ray workers in their own groups).
+    SIGTERM first, SIGKILL after `timeout_s`. Nothing else on the machine is touched."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _group_and_descendants(proc.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
+        while pids and time.monotonic() < deadline:
+            proc.poll()  # reap it if it was ours
+            table = _proc_table()
+            pids = {p for p in pids if p in table}
+            time.sleep(0.2)
+        if not pids:
+            break
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "AWS_"))}
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=str(ROOT),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+def s3_env(server) -> dict[str, str]:
+    """The standard AWS settings a user of an S3-compatible server sets (flows and actors read them)."""
+    return dict(
+        AWS_ENDPOINT_URL_S3=server.endpoint,
+        AWS_ACCESS_KEY_ID=server.access_key,
+        AWS_SECRET_ACCESS_KEY=server.secret_key,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+
+
+@pytest.fixture(scope="module")
+def external_ray(s3_server):
+    """`ray start --head` on 127.0.0.1 as a separate process, with its own temp dir and free ports.
+
+    Its workers (the codec actors) get the S3 settings from the environment of `ray start`, like the
+    Ray containers of infra/compose.yaml. Yields (address, temp_dir)."""
+    tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    (gcs, client, dash, agent_http, agent_grpc, metrics, node_mgr, obj_mgr, rt_env) = free_ports(9)
+    cmd = [
+        str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+        "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={tmp}", "--disable-usage-stats",
+        f"--ray-client-server-port={client}", f"--dashboard-port={dash}",
+        f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--metrics-export-port={metrics}", f"--node-manager-port={node_mgr}",
+        f"--object-manager-port={obj_mgr}", f"--runtime-env-agent-port={rt_env}",
+    ]
+    env = base_env(**s3_env(s3_server))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"ray start failed:\n{out[-3000:]}"
+        yield f"127.0.0.1:{gcs}", tmp
+    finally:
+        stop_group(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL."""
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    (port,) = free_ports(1)
+    env = base_env(PREFECT_HOME=str(home))
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"prefect server exited: {(home / 'server.log').read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "prefect server not healthy after 120 s"
+            time.sleep(0.5)
+        yield api
+    finally:
+        stop_group(proc)
+        log.close()
+
+
+def client_env(api: str, tmp: Path, **extra: str) -> dict[str, str]:
+    home = tmp / f"home-{uuid.uuid4().hex[:6]}"
+    home.mkdir()
+    return base_env(PREFECT_API_URL=api, PREFECT_HOME=str(home), **extra)
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> str:
+    res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{' '.join(cmd)} -> {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def upload_sources(server, bucket: str) -> list[str]:
+    s3 = server.client()
+    for clip in SAMPLES:
+        s3.upload_file(str(clip), bucket, f"raw/{clip.name}")
+    return [f"s3://{bucket}/raw/{clip.name}" for clip in SAMPLES]
+
+
+def archived_video_ids(server, bucket: str, prefix: str) -> tuple[set[str], list[str]]:
+    """(video ids with a header and layers, manifest parts) under s3://bucket/prefix."""
+    s3 = server.client()
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    rel = [k[len(prefix):].lstrip("/") for k in keys]
+    headers = {k.split("/")[1] for k in rel if k.startswith("videos/") and k.endswith("/header.bin")}
+    layered = {k.split("/")[1] for k in rel if k.startswith("videos/") and "/layer-" in k}
+    manifests = [k for k in rel if k.startswith("manifests/") and k.endswith(".parquet")]
+    return headers & layered, manifests
+
+
+DRIVER = """
+import json, sys
+import ray
+from flows.compress import compress
+report = compress(sources=json.loads(sys.argv[1]), dest=sys.argv[2], weights=sys.argv[3], actors=2)
+ctx = ray.get_runtime_context()
+print("RESULT " + json.dumps({"report": report, "gcs": ctx.gcs_address,
+                              "resources": ray.cluster_resources()}, default=str))
+"""
+
+
+@pytest.mark.timeout(600)
+def test_compress_flow_on_external_ray(external_ray, prefect_server, s3_server, tmp_path):
+    """The flow joins the cluster named by RAY_ADDRESS; its codec actors run in that cluster's raylet."""
+    address, ray_tmp = external_ray
+    bucket = new_bucket(s3_server)
+    sources = upload_sources(s3_server, bucket)
+    dest = f"s3://{bucket}/archive"
+    env = client_env(prefect_server, tmp_path, RAY_ADDRESS=address, **s3_env(s3_server))
+    out = run([sys.executable, "-c", DRIVER, json.dumps([f"s3://{bucket}/raw/"]), dest, TINY_MODEL], env,
+              timeout=420)
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
+    report = result["report"]
+    assert len(report["committed"]) == len(sources), report
+    assert not report["failed"], report["failed"]
+    # it joined the external cluster (same GCS port, its 2 CPUs) rather than starting its own Ray
+    assert result["gcs"].rsplit(":", 1)[1] == address.rsplit(":", 1)[1]
+    assert result["resources"]["CPU"] == 2.0
+    # the codec actors ran as workers of that raylet: their logs are in its temp dir
+    logs = list((ray_tmp / "session_latest" / "logs").glob("worker-*"))
+    assert any("CodecActor" in p.read_text(errors="replace") for p in logs), "no CodecActor worker logs"
+    ids, manifests = archived_video_ids(s3_server, bucket, "archive")
+    assert ids == {v["video_id"] for v in report["committed"]} and manifests
+
+
+def _flow_run_state(api: str, run_id: str) -> dict:
+    return httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
+
+
+@pytest.mark.timeout(600)
+def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_server, tmp_path):
+    """`prefect deploy` of prefect.yaml's `compress` deployment on a real server, a run triggered and
+    picked up by a process worker of the deployment's work pool, completing against SeaweedFS."""
+    address, _ = external_ray
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    dep = next(d for d in spec["deployments"] if d["name"] == "compress")
+    pool = dep["work_pool"]["name"]
+    env = client_env(prefect_server, tmp_path)
+    prefect = str(BIN / "prefect")
+    run([prefect, "work-pool", "create", pool, "--type", "process"], env)
+    run([prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", "compress"],
+        env)
+    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=10).json()
+    d = next(x for x in deployments if x["name"] == "compress")
+    assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
+    assert any(s["schedule"].get("cron") for s in d["schedules"]), "deployed without its cron schedule"
+
+    bucket = new_bucket(s3_server)
+    sources = upload_sources(s3_server, bucket)
+    params = {"sources": [f"s3://{bucket}/raw/"], "dest": f"s3://{bucket}/archive", "weights": TINY_MODEL}
+    created = httpx.post(f"{prefect_server}/deployments/{d['id']}/create_flow_run",
+                         json={"parameters": params}, timeout=10)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+
+    # the worker carries the environment a deployment runs with: Ray cluster and S3 settings
+    wenv = client_env(prefect_server, tmp_path, RAY_ADDRESS=address, **s3_env(s3_server))
+    wlog = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"],
+                              env=wenv, cwd=tmp_path, stdout=wlog, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 480
+        state = _flow_run_state(prefect_server, run_id)
+        while state["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"flow run still {state['type']}"
+            time.sleep(1)
+            state = _flow_run_state(prefect_server, run_id)
+    finally:
+        stop_group(worker)
+        wlog.close()
+    assert state["type"] == "COMPLETED", f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+    ids, manifests = archived_video_ids(s3_server, bucket, "archive")
+    assert len(ids) == len(sources) and manifests, (ids, manifests)
