@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.fixtures_store import new_bucket
+from tests.test_infra import compress_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -250,15 +251,15 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     picked up by a process worker of the deployment's work pool, completing against SeaweedFS."""
     address, _ = external_ray
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    dep = next(d for d in spec["deployments"] if d["name"] == "compress")
+    dep = compress_deployment(spec)
     pool = dep["work_pool"]["name"]
     env = client_env(prefect_server, tmp_path)
     prefect = str(BIN / "prefect")
     run([prefect, "work-pool", "create", pool, "--type", "process"], env)
-    run([prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", "compress"],
+    run([prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", dep["name"]],
         env)
     deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=10).json()
-    d = next(x for x in deployments if x["name"] == "compress")
+    d = next(x for x in deployments if x["name"] == dep["name"])
     assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
     assert any(s["schedule"].get("cron") for s in d["schedules"]), "deployed without its cron schedule"
 

@@ -91,11 +91,12 @@ def prefect_yaml() -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def deployment(prefect_yaml: dict, name: str) -> dict:
-    for d in prefect_yaml.get("deployments") or []:
-        if d.get("name") == name:
-            return d
-    raise AssertionError(f"prefect.yaml has no deployment named {name!r}")
+def compress_deployment(prefect_yaml: dict) -> dict:
+    """The deployment of the `compress` flow (entrypoint `flows/compress.py:compress`)."""
+    found = [d for d in prefect_yaml.get("deployments") or []
+             if re.search(r"(^|/)compress(\.py:|:|\.)compress$", d.get("entrypoint", ""))]
+    assert len(found) == 1, f"prefect.yaml needs exactly one deployment of the compress flow, has {len(found)}"
+    return found[0]
 
 
 def load_entrypoint(entrypoint: str):
@@ -232,7 +233,7 @@ def test_kube_prefect_worker_reaches_ray_and_pool(prefect_yaml):
     assert ray_addr.scheme == "ray" and ray_addr.hostname == f"{rc_name}-head-svc" and ray_addr.port == 10001
     cmd = c["command"]
     assert cmd[:3] == ["prefect", "worker", "start"]
-    assert cmd[cmd.index("--pool") + 1] == deployment(prefect_yaml, "compress")["work_pool"]["name"]
+    assert cmd[cmd.index("--pool") + 1] == compress_deployment(prefect_yaml)["work_pool"]["name"]
 
 
 # ---------------------------------------------------------------- AWS cluster launcher
@@ -316,7 +317,7 @@ def test_compose_images_ports_loopback_and_wiring(prefect_yaml):
     assert {k for k in env if k.startswith("PROGVC_")} <= settings_env_names()
     # the worker polls the pool the deployment targets; the GPU worker asks for NVIDIA devices
     wcmd = services["prefect-worker"]["command"]
-    assert _flag(wcmd, "--pool") == deployment(prefect_yaml, "compress")["work_pool"]["name"]
+    assert _flag(wcmd, "--pool") == compress_deployment(prefect_yaml)["work_pool"]["name"]
     gpu = services["ray-worker-gpu"]
     assert project_image(gpu["image"])["variant"] == "cuda"
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
@@ -346,14 +347,15 @@ def test_prefect_yaml_validates_with_prefect(prefect_yaml):
     from prefect.cli.deploy._models import PrefectYamlModel
 
     model = PrefectYamlModel.model_validate(prefect_yaml)
-    assert any(d.name == "compress" for d in model.deployments)
+    names = [d.name for d in model.deployments]
+    assert compress_deployment(prefect_yaml)["name"] in names and len(set(names)) == len(names)
 
 
 def test_compress_deployment_entrypoint_parameters_schedule_limits(prefect_yaml):
     from prefect import Flow, Task
     from prefect.client.schemas.schedules import CronSchedule
 
-    dep = deployment(prefect_yaml, "compress")
+    dep = compress_deployment(prefect_yaml)
     flow = load_entrypoint(dep["entrypoint"])
     assert isinstance(flow, Flow), f"{dep['entrypoint']} is not a Prefect flow"
     assert flow.name == "compress" or dep["entrypoint"].endswith(":compress")
