@@ -13,6 +13,7 @@ import socket
 import tempfile
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,10 +122,24 @@ class _SourceCache:
         return dst
 
 
+@contextmanager
+def _named_as(source: str, path: Path):
+    """Errors that name the actor's local copy of an S3 source name the source URI instead."""
+    try:
+        yield
+    except ProGVCError as exc:
+        if str(path) != source and str(path) in str(exc):
+            raise type(exc)(str(exc).replace(str(path), source)) from exc
+        raise
+
+
 class CodecActor:
     """Plain class; `workers.pool` wraps it with `ray.remote` and the resources the cluster has."""
 
-    def __init__(self, model: str | None, device: str = "cpu", threads: int = 1, s3_endpoint: str | None = None):
+    def __init__(self, model: str | None, device: str = "cpu", threads: int = 1, s3_endpoint: str | None = None,
+                 env: dict[str, str] | None = None):
+        if env:  # S3 settings of the driver (embedded local Ray only, see workers.pool.local_s3_env)
+            os.environ.update(env)
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -156,9 +171,11 @@ class CodecActor:
 
         t0 = time.perf_counter()
         path = self.sources.local(source)
-        info = video_io.probe(path)
         kw = {} if threshold is None else {"threshold": threshold}
-        gops = gop_mod.plan_gops(path, max_gop=max_gop, **kw)
+        with _named_as(source, path):
+            info = video_io.probe(path)
+            gops = gop_mod.plan_gops(path, max_gop=max_gop, **kw)
+            seek_points = gop_mod.source_keyframes(path)
         frames = sum(g.frame_count for g in gops)
         return SourcePlan(
             source=source,
@@ -170,7 +187,7 @@ class CodecActor:
             fps_den=info.fps.denominator,
             frame_count=frames,
             gops=[(g.first_frame, g.frame_count, bool(g.keyframe)) for g in gops],
-            seek_points=gop_mod.source_keyframes(path),
+            seek_points=seek_points,
             plan_s=time.perf_counter() - t0,
         )
 
@@ -183,7 +200,8 @@ class CodecActor:
         path = self.sources.local(source)
         first = gops[0][1]
         total = gops[-1][1] + gops[-1][2] - first
-        frames_THWC = video_io.read_frames(path, first, total)
+        with _named_as(source, path):
+            frames_THWC = video_io.read_frames(path, first, total)
         read_s = time.perf_counter() - t0
         out: list[GopResult] = []
         for gi, f0, n in gops:

@@ -17,6 +17,20 @@ from typing import Any
 
 from pipeline.errors import ProGVCError
 
+FORWARDED_ENV = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def local_s3_env() -> dict[str, str] | None:
+    """The driver's S3 settings, for actors of an embedded local Ray (same machine and user: this is what
+    they would inherit had Ray started after the settings were made). On a cluster (`RAY_ADDRESS`) the
+    workers use their own environment / IAM role and nothing is forwarded."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} or None
+
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to (or start) Ray once per process."""
@@ -84,7 +98,8 @@ class CodecPool:
             max_concurrency=1,
         )
         threads = max(1, int(self.resources.num_cpus))
-        self.actors = [remote_cls.remote(model, self.resources.device, threads, s3_endpoint) for _ in range(n)]
+        env = local_s3_env()
+        self.actors = [remote_cls.remote(model, self.resources.device, threads, s3_endpoint, env) for _ in range(n)]
         self.per_actor = per_actor
         self._load = [0] * n
         self._cv = threading.Condition()
