@@ -212,7 +212,13 @@ def read_pgv(src: str | Path | bytes, scales: int | None = None) -> PgvStream:
     """Parse a `.pgv` (path or bytes). A cut at a layer end is a valid stream with fewer layers;
     a cut inside a layer or any damage raises StreamError naming the GOP and scale."""
     name = "stream" if isinstance(src, (bytes, bytearray)) else str(src)
-    data = bytes(src) if isinstance(src, (bytes, bytearray)) else Path(src).read_bytes()
+    if isinstance(src, (bytes, bytearray)):
+        data = bytes(src)
+    else:
+        try:
+            data = Path(src).read_bytes()
+        except OSError as exc:
+            raise StreamError(f"{src}: cannot read the stream ({exc.strerror}); check the path") from exc
     hdr, off = StreamHeader.parse(data, name)
     layers, sizes = [], []
     n_g = len(hdr.gops)

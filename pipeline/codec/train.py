@@ -214,6 +214,7 @@ def train_context(a: argparse.Namespace) -> None:
         return q.phi_for(k)(_up(cb[idx].permute(0, 3, 1, 2), (cfg.tile, cfg.tile)))
 
     sizes = [(s, s) for s in cfg.scales]
+    none = cfg.codebook_size
     t_start, last_save = time.time(), time.time()
     while (time.time() - t_start) / 60 < a.minutes and step < a.steps:
         cur, prev, key = [[] for _ in sizes], [[] for _ in sizes], [[] for _ in sizes]
@@ -235,7 +236,6 @@ def train_context(a: argparse.Namespace) -> None:
                 prev[k].append(grid_to_blocks(c[f - 1][k], grid, k)[ti] if p > 0 else None)
                 key[k].append(grid_to_blocks(c[kf][k], grid, k)[ti] if p > 0 else None)
             has_prev.append(p > 0)
-        none = cfg.codebook_size
         cur_t = [torch.stack(c_) for c_ in cur]
         def _fill(lists: list, s_: tuple[int, int]) -> torch.Tensor:
             return torch.stack([t if t is not None else torch.full(s_, none) for t in lists])

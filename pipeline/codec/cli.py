@@ -1,0 +1,91 @@
+"""`progvc encode | decode | info`: the codec's command line (registered by flows/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    e = subparsers.add_parser("encode", help="encode a video into a progressive .pgv stream")
+    e.add_argument("input", help="source video (anything PyAV reads: mp4, mkv, webm, y4m, ...)")
+    e.add_argument("-o", "--output", required=True, help="output .pgv")
+    e.add_argument("--scales", type=int, default=None, help="keep only the first K scale layers")
+    e.add_argument("--gop", type=int, default=16, help="maximum GOP length in frames (default 16)")
+    e.add_argument("--weights", default=None, help="model weights (default: models/progvc.pt)")
+    e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_encode)
+
+    d = subparsers.add_parser("decode", help="decode a .pgv (any number of layers) to a video file")
+    d.add_argument("input", help=".pgv stream (a file cut at a layer end is fine)")
+    d.add_argument("-o", "--output", required=True, help="output .mp4, .mkv or .y4m")
+    d.add_argument("--scales", type=int, default=None, help="decode from the first K layers only")
+    d.add_argument("--predict", choices=("argmax", "sample", "none"), default="argmax",
+                   help="how to fill scales K+1..N: context-model argmax (default), seeded sampling, or none")
+    d.add_argument("--seed", type=int, default=0, help="seed for --predict sample")
+    d.add_argument("--weights", default=None, help="model weights (must match the stream's model id)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_decode)
+
+    i = subparsers.add_parser("info", help="show a .pgv stream's header, GOPs and bytes per scale")
+    i.add_argument("input", help=".pgv stream")
+    i.set_defaults(func=cmd_info)
+
+
+def _check_scales(k: int | None) -> None:
+    from pipeline.errors import ProGVCError
+
+    if k is not None and k < 1:
+        raise ProGVCError(f"--scales {k}: must be at least 1")
+
+
+def cmd_encode(a: argparse.Namespace) -> int:
+    from pipeline.codec.codec import Codec
+    from pipeline.codec.video import encode_video
+
+    _check_scales(a.scales)
+    codec = Codec.load(a.weights, batch_size=a.batch_size)
+    s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet)
+    h = s.header
+    px = h.width * h.height * h.frame_count
+    print(f"{a.output}: {h.frame_count} frames {h.width}x{h.height}, {len(h.gops)} GOPs, {len(s.layer_bytes)} "
+          f"layers, {s.total_bytes} bytes ({8 * s.total_bytes / px:.4f} bpp), model {h.model_id}, "
+          f"{s.frames_per_s:.2f} frames/s")
+    return 0
+
+
+def cmd_decode(a: argparse.Namespace) -> int:
+    from pipeline.codec.codec import Codec
+    from pipeline.codec.video import decode_video
+
+    _check_scales(a.scales)
+    codec = Codec.load(a.weights)
+    n = decode_video(a.input, a.output, scales=a.scales, predict=a.predict, seed=a.seed, codec=codec,
+                     progress=not a.quiet)
+    print(f"{a.output}: {n} frames")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from pipeline.codec.container import read_pgv
+
+    s = read_pgv(a.input)
+    h = s.header
+    px = h.width * h.height * max(h.frame_count, 1)
+    out = sys.stdout
+    out.write(f"file        {a.input} ({Path(a.input).stat().st_size} bytes)\n")
+    out.write(f"model id    {h.model_id}\n")
+    out.write(f"format      v{h.format_version} mode={h.mode}\n")
+    out.write(f"video       {h.width}x{h.height} @ {h.fps_num}/{h.fps_den} fps, {h.frame_count} frames\n")
+    out.write(f"scales      {list(h.scales)} (tile {h.tile}); layers present: {s.n_layers}/{h.n_scales}\n")
+    out.write(f"GOPs        {len(h.gops)}: " + ", ".join(f"{g.first_frame}+{g.frame_count}" for g in h.gops[:12])
+              + (" ..." if len(h.gops) > 12 else "") + "\n")
+    out.write(f"header      {s.header_bytes} bytes\n")
+    out.write(f"{'layer':>5} {'bytes':>10} {'bpp':>8} {'cum bytes':>10} {'cum bpp':>8}\n")
+    cum = s.header_bytes
+    for k, b in enumerate(s.layer_bytes):
+        cum += b
+        out.write(f"{k + 1:>5} {b:>10} {8 * b / px:>8.4f} {cum:>10} {8 * cum / px:>8.4f}\n")
+    return 0
