@@ -10,7 +10,19 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pipeline import manifest
+from pipeline.errors import StoreError
 from pipeline.store import Store, open_store
+
+
+def only_store_faults(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry store faults (outage, timeout, throttling), never bad input."""
+    try:
+        state.result()
+    except StoreError:
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    return False
 
 
 @lru_cache(maxsize=16)

@@ -84,6 +84,7 @@ def cmd_reserve(args: argparse.Namespace) -> int:
         weights=s.weights,
         s3_endpoint=s.s3_endpoint,
         device=s.device,
+        actors=getattr(args, "actors", None) or 0,
     )
     print(f"re-served {out['video_id']} at {out['scales']} of {out['n_scales']} scales: {out['output']}")
     print(
@@ -149,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
     p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
                    help="how the untransmitted fine scales are filled (default: argmax prediction)")
+    p.add_argument("--actors", type=int, help="codec actors decoding in parallel (default: up to 2)")
     _add_common(p, model=True)
     p.set_defaults(func=cmd_reserve)
 

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows import archive_ops  # noqa: E402
 from flows.progress import JobProgress  # noqa: E402
-from pipeline.errors import ProGVCError, StoreError  # noqa: E402
+from pipeline.errors import ProGVCError  # noqa: E402
 from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
 
 UNIT_FRAMES = 64  # frames per actor call (bounded memory per call: UNIT_FRAMES x H x W x 3 bytes)
@@ -78,25 +78,15 @@ def new_job_id(name: str | None = None) -> str:
     return datetime.now(timezone.utc).strftime("job-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
 
 
-def _is_transient(task, task_run, state) -> bool:
-    """Retry only store faults (outages, timeouts); a bad input fails at once."""
-    try:
-        state.result()
-    except StoreError:
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-    return False
-
-
-@task(name="list-sources", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="list-sources", retries=2, retry_delay_seconds=2, retry_condition_fn=archive_ops.only_store_faults,
+      cache_policy=NO_CACHE)
 def list_sources_task(sources: list[str], s3_endpoint: str | None) -> list[str]:
     from flows.sources import list_sources
 
     return list_sources(sources, s3_endpoint)
 
 
-@task(name="commit-video", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=_is_transient,
+@task(name="commit-video", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=archive_ops.only_store_faults,
       cache_policy=NO_CACHE)
 def commit_video_task(dest: str, s3_endpoint: str | None, job_id: str, plan, results, n_keep: int,
                       model_id: str, scales: list[int], tile: int) -> int:

@@ -16,12 +16,13 @@ apply_environment()
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows.archive_ops import store_for  # noqa: E402
+from flows.archive_ops import only_store_faults, store_for  # noqa: E402
 
 UNIT_FRAMES = 64  # frames decoded per actor call (bounds memory per call)
 
 
-@task(name="fetch-layers", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NO_CACHE)
+@task(name="fetch-layers", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=only_store_faults,
+      cache_policy=NO_CACHE)
 def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales: int):
     """Ranged reads of the header and the chunks of scales 1..K; returns (Retrieved, layer bytes in manifest)."""
     import pyarrow.compute as pc
