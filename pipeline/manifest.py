@@ -197,29 +197,63 @@ def read_parts(store: Store, job_id: str | None = None) -> PartRead:
     return _read_tables(store, list_parts(store, job_id), SCHEMA)
 
 
+def _keep_first(table: pa.Table, keys: list[str]) -> pa.Table:
+    """First row of each distinct `keys` combination (table order)."""
+    idx = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
+    first = idx.group_by(keys).aggregate([("_i", "min")]).column("_i_min")
+    return table.take(first)
+
+
 def effective_rows(raw: pa.Table) -> pa.Table:
-    """What readers trust: one commit per video (earliest `created_at`, then smallest `job_id`), plus a
-    `pruned_at` column (null while the chunk is stored). Sorted by (video_id, scale, gop_index)."""
+    """What readers trust: one commit per video (earliest `created_at`, then smallest `job_id`), each
+    (video, scale, GOP) once, plus a `pruned_at` column (null while the chunk is stored). Sorted by
+    (video_id, scale, gop_index)."""
+    raw = raw.combine_chunks()  # one chunk per part otherwise: every kernel below would pay per chunk
     status = raw.column("status")
     committed = raw.filter(pc.equal(status, STATUS_COMMITTED))
     tomb = raw.filter(pc.equal(status, STATUS_PRUNED))
     if committed.num_rows:
-        first = committed.group_by("video_id").aggregate([("created_at", "min")])
-        first = first.rename_columns(["video_id", "_first"])
-        committed = committed.join(first, "video_id")
-        committed = committed.filter(pc.equal(committed.column("created_at"), committed.column("_first")))
-        job = committed.group_by("video_id").aggregate([("job_id", "min")]).rename_columns(["video_id", "_job"])
-        committed = committed.join(job, "video_id")
-        committed = committed.filter(pc.equal(committed.column("job_id"), committed.column("_job")))
-        committed = committed.drop_columns(["_first", "_job"])
+        commits = committed.group_by("video_id").aggregate([("created_at", "count_distinct"),
+                                                            ("job_id", "count_distinct")])
+        if (pc.max(commits.column("created_at_count_distinct")).as_py() > 1
+                or pc.max(commits.column("job_id_count_distinct")).as_py() > 1):
+            first = committed.group_by("video_id").aggregate([("created_at", "min")])
+            first = first.rename_columns(["video_id", "_first"])
+            committed = committed.join(first, "video_id")
+            committed = committed.filter(pc.equal(committed.column("created_at"), committed.column("_first")))
+            job = committed.group_by("video_id").aggregate([("job_id", "min")]).rename_columns(["video_id", "_job"])
+            committed = committed.join(job, "video_id")
+            committed = committed.filter(pc.equal(committed.column("job_id"), committed.column("_job")))
+            committed = committed.drop_columns(["_first", "_job"]).combine_chunks()
+        keys = ["video_id", "scale", "gop_index"]
+        if committed.group_by(keys).aggregate([]).num_rows != committed.num_rows:
+            committed = _keep_first(committed, keys)  # the same commit read twice (mid-compaction)
     if tomb.num_rows:
         pruned = tomb.group_by(["video_id", "scale"]).aggregate([("created_at", "min")])
         pruned = pruned.rename_columns(["video_id", "scale", "pruned_at"])
         committed = committed.join(pruned, ["video_id", "scale"], join_type="left outer")
     else:
         committed = committed.append_column("pruned_at", pa.nulls(committed.num_rows, TS))
-    committed = committed.select([*SCHEMA.names, "pruned_at"])
+    committed = committed.select([*SCHEMA.names, "pruned_at"]).combine_chunks()
     return committed.sort_by([("video_id", "ascending"), ("scale", "ascending"), ("gop_index", "ascending")])
+
+
+def compact(store: Store, job_id: str, min_parts: int = 2) -> str | None:
+    """Merge the manifest parts of `job_id` into one part (rows unchanged), then delete the old parts.
+
+    Readers stay correct throughout: while both exist, the duplicated rows are dropped by
+    `effective_rows`; a crash between the write and the deletes leaves harmless duplicates that the next
+    compaction removes. Call it when a job finishes (jobs commit one part per video). Returns the new
+    part's key, or None when the job has fewer than `min_parts` parts."""
+    parts = list_parts(store, job_id)
+    if len(parts) < max(2, min_parts):
+        return None
+    table = _read_tables(store, parts, SCHEMA).table.combine_chunks()
+    key = _part_key(MANIFEST_PREFIX, job_id, utcnow())
+    store.put(key, _to_parquet(table))
+    for o in parts:
+        store.delete(o.key)
+    return key
 
 
 def read_manifest(store: Store, job_id: str | None = None, video_ids: Iterable[str] | None = None) -> pa.Table:
@@ -298,6 +332,6 @@ def require_rows(table: pa.Table, video_id: str, where: str) -> pa.Table:
 __all__ = [
     "SCHEMA", "FAILURE_SCHEMA", "HEADER_SCALE", "STATUS_COMMITTED", "STATUS_PRUNED", "QUALITY_COLUMNS",
     "PartRead", "check_job_id", "conform", "write_part", "list_parts", "list_jobs", "read_parts",
-    "effective_rows", "read_manifest", "stored_rows", "committed_video_ids", "tombstones",
+    "effective_rows", "compact", "read_manifest", "stored_rows", "committed_video_ids", "tombstones",
     "record_failures", "read_failures", "require_rows",
 ]

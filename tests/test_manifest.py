@@ -1,0 +1,114 @@
+"""Manifest schema, parts, effective view (dedup by earliest commit, tombstones), damaged parts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipeline import manifest as mf
+from pipeline.archive import ArchiveWriter
+from pipeline.errors import ManifestError
+from pipeline.store import LocalStore
+from tests.fixtures_store import synthetic_video
+
+DESIGN_COLUMNS = ["job_id", "video_id", "source_uri", "source_bytes", "width", "height", "fps", "gop_index",
+                  "first_frame", "frame_count", "keyframe", "scale", "layer_key", "byte_offset", "byte_length",
+                  "token_count", "checksum", "model_id", "created_at"]
+
+
+def test_schema_has_design_columns_then_quality_and_status():
+    assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status"]
+    for q in ("psnr", "ms_ssim", "vmaf"):
+        assert mf.SCHEMA.field(q).nullable and mf.SCHEMA.field(q).type == pa.float64()
+    assert mf.SCHEMA.field("created_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_effective_rows_keep_earliest_commit():
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def rows(job, vid, when, n=3):
+        return mf.conform(pa.table({
+            "job_id": [job] * n, "video_id": [vid] * n, "scale": list(range(n)), "gop_index": [-1, 0, 0][:n],
+            "byte_length": [10] * n, "created_at": pa.array([when] * n, mf.TS), "status": ["committed"] * n,
+            "layer_key": [f"videos/{vid}/x"] * n,
+        }))
+
+    raw = pa.concat_tables([
+        rows("job-b", "v1", t0 + timedelta(seconds=5)),
+        rows("job-a", "v1", t0 + timedelta(seconds=9)),  # later duplicate commit of v1
+        rows("job-a", "v2", t0),
+        rows("job-c", "v2", t0),  # same instant: smallest job id wins
+    ])
+    eff = mf.effective_rows(raw)
+    assert eff.num_rows == 6
+    got = {(r["video_id"], r["job_id"]) for r in eff.to_pylist()}
+    assert got == {("v1", "job-b"), ("v2", "job-a")}
+    assert eff.column("pruned_at").null_count == 6
+    # a tombstone for (v1, scale 2) hides nothing but marks it pruned, whichever job it came from
+    tomb = mf.tombstones(eff.filter(pc.and_(pc.equal(eff.column("video_id"), "v1"),
+                                            pc.equal(eff.column("scale"), 2))), "prune-1",
+                         t0 + timedelta(days=1))
+    eff2 = mf.effective_rows(pa.concat_tables([raw, tomb]))
+    pruned = eff2.filter(pc.is_valid(eff2.column("pruned_at")))
+    assert [(r["video_id"], r["scale"]) for r in pruned.to_pylist()] == [("v1", 2)]
+    assert mf.stored_rows(eff2).num_rows == 5
+
+
+def test_write_part_and_job_listing(tmp_path):
+    store = LocalStore(tmp_path)
+    vid, header, gops, source = synthetic_video(5)
+    w = ArchiveWriter(store, "nightly-2026-01-01")
+    w.archive_video(vid, header, gops, source, "m")
+    assert mf.list_jobs(store) == ["nightly-2026-01-01"]
+    parts = mf.list_parts(store, "nightly-2026-01-01")
+    assert len(parts) == 1
+    raw = mf.read_parts(store)
+    assert raw.parts == 1 and raw.bytes_read == parts[0].size
+    assert set(raw.table.column("status").to_pylist()) == {"committed"}
+    assert raw.table.column("created_at").null_count == 0
+    assert len(set(raw.table.column("created_at").to_pylist())) == 1  # one commit time
+    with pytest.raises(ManifestError, match="nothing to commit"):
+        mf.write_part(store, "j", mf.SCHEMA.empty_table())
+
+
+@pytest.mark.parametrize("job", ["", "../x", "a/b", "-x", "a b", "x" * 200])
+def test_bad_job_ids_refused(tmp_path, job):
+    with pytest.raises(ManifestError, match="invalid job id"):
+        ArchiveWriter(LocalStore(tmp_path), job)
+
+
+def test_damaged_part_is_a_clear_error(any_store):
+    vid, header, gops, source = synthetic_video(6)
+    ArchiveWriter(any_store, "j").archive_video(vid, header, gops, source, "m")
+    any_store.put("manifests/j/part-zzz-broken.parquet", b"PAR1 not really parquet")
+    with pytest.raises(ManifestError, match="damaged|cannot read manifest parts"):
+        mf.read_manifest(any_store)
+
+
+def test_write_video_rejects_inconsistent_gops(tmp_path):
+    vid, header, gops, source = synthetic_video(7, n_scales=3)
+    gops[1].checksums = gops[1].checksums[:2]
+    with pytest.raises(ManifestError, match="GOP 1 of video"):
+        ArchiveWriter(LocalStore(tmp_path), "j").write_video(vid, header, gops, source, "m")
+
+
+def test_compact_merges_parts_and_readers_stay_correct(any_store):
+    videos = [synthetic_video(s, n_gops=2, n_scales=3) for s in (70, 71, 72)]
+    w = ArchiveWriter(any_store, "job-c")
+    for vid, header, gops, source in videos:
+        w.archive_video(vid, header, gops, source, "m")
+    before = mf.read_manifest(any_store)
+    parts = mf.list_parts(any_store, "job-c")
+    assert len(parts) == 3
+    # the moment between writing the merged part and deleting the old ones: every row twice on disk
+    merged = mf.read_parts(any_store, "job-c").table
+    mf.write_part(any_store, "job-c", merged)  # same rows, same created_at (as compact writes them)
+    assert mf.read_parts(any_store).table.num_rows == 2 * before.num_rows
+    assert mf.read_manifest(any_store).equals(before)
+    key = mf.compact(any_store, "job-c")
+    assert [o.key for o in mf.list_parts(any_store, "job-c")] == [key]
+    assert mf.read_manifest(any_store).equals(before)
+    assert mf.compact(any_store, "job-c") is None  # one part left: nothing to do
