@@ -12,16 +12,18 @@ import copy
 import hashlib
 import io
 import zlib
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.codec.config import CodecConfig
 from pipeline.codec.container import pack_chunk, parse_chunk
-from pipeline.codec.context import ContextModel, scale_features
+from pipeline.codec.context import ContextModel
 from pipeline.codec.entropy import (
     ScaleDecoder,
     ScaleEncoder,
@@ -150,62 +152,46 @@ class Codec:
             out[i] = self.tok.decode_latent(f, height, width).cpu().numpy()
         return out
 
-    def _weights(
-        self, grid: TileGrid, ids: list[int], n_scales: int, cur: FrameTokens, prev: FrameTokens | None,
-        key: FrameTokens | None, th: int, tw: int, batch_size: int | None,
-    ) -> list[np.ndarray]:
-        """Integer weight tables for tiles `ids` (same size) of one frame, scales 0..n_scales-1.
+    def _scale_tables(
+        self, grid: TileGrid, n_scales: int, prev: FrameTokens | None, key: FrameTokens | None,
+        batch_size: int | None,
+    ) -> Generator[np.ndarray, torch.Tensor, None]:
+        """Coroutine over the scales of one frame: yields the integer weight table (n_k, V) of scale k
+        (tiles in raster order, each block row-major), then receives that scale's token grid (Hk, Wk).
 
-        Returns one (len(ids) * n_k, V) int64 array per scale, tiles in the order of `ids`.
+        Encoder and decoder run exactly this code (same shapes, KV-cached float64 context model), so
+        they compute the same tables.
         """
         q = self.tok.quant
-        sizes = q.sizes(th, tw)[:n_scales]
-        bs = batch_size or self.batch_size or len(ids)
-        per_scale: list[list[np.ndarray]] = [[] for _ in range(n_scales)]
-        blocks = [grid_to_blocks(cur[k], grid, k) for k in range(min(len(cur), n_scales))]
-        pblocks = [grid_to_blocks(prev[k], grid, k) for k in range(n_scales)] if prev is not None else None
-        kblocks = [grid_to_blocks(key[k], grid, k) for k in range(n_scales)] if key is not None else None
-        for j0 in range(0, len(ids), bs):
-            sub = ids[j0 : j0 + bs]
-            toks = [torch.stack([blocks[k][i] for i in sub]) for k in range(len(blocks))]
-            feats = scale_features(
-                toks, n_scales, lambda idx, k: q.scale_contrib64(idx, k, th, tw),
-                (len(sub), self.cfg.latent_dim, th, tw), sizes, torch.float64,
-            )
-            pv = [torch.stack([pblocks[k][i] for i in sub]) for k in range(n_scales)] if pblocks else [None] * n_scales
-            kv = [torch.stack([kblocks[k][i] for i in sub]) for k in range(n_scales)] if kblocks else [None] * n_scales
-            with torch.no_grad():
-                logits = self.ctx64(feats, pv, kv)  # (n, L, V)
-            o = 0
-            for k, (hk, wk) in enumerate(sizes):
-                n_k = hk * wk
-                per_scale[k].append(quantize_logits(logits[:, o : o + n_k].reshape(-1, logits.shape[-1])))
-                o += n_k
-        return [np.concatenate(p) for p in per_scale]
-
-    def _frame_tables(
-        self, grid: TileGrid, n_scales: int, cur: FrameTokens, prev: FrameTokens | None, key: FrameTokens | None,
-        batch_size: int | None, only_last: bool = False,
-    ) -> list[tuple[list[int], list[np.ndarray]]]:
-        """For every tile-size group: (tile ids, per-scale weights); raster order is restored by callers."""
-        out = []
+        bs = batch_size or self.batch_size
+        subs = []  # (ids, th, tw, sizes, cache, acc)
         for (th, tw), ids in group_tiles(grid).items():
-            w = self._weights(grid, ids, n_scales, cur, prev, key, th, tw, batch_size)
-            out.append((ids, w[-1:] if only_last else w))
-        return out
-
-    @staticmethod
-    def _raster(grid: TileGrid, k: int, groups: list[tuple[list[int], np.ndarray]]) -> list[np.ndarray]:
-        """Per tile (raster order): its weight rows at scale k from group-ordered tables."""
-        blocks = grid.token_blocks(k)
-        rows: list[np.ndarray | None] = [None] * grid.n_tiles
-        for ids, w in groups:
-            o = 0
-            for i in ids:
-                n = blocks[i][2] * blocks[i][3]
-                rows[i] = w[o : o + n]
-                o += n
-        return rows  # type: ignore[return-value]
+            step = bs or len(ids)
+            for j in range(0, len(ids), step):
+                sub = ids[j : j + step]
+                acc = torch.zeros((len(sub), self.cfg.latent_dim, th, tw), dtype=torch.float64)
+                subs.append((sub, th, tw, q.sizes(th, tw), [None] * len(self.ctx64.blocks), acc))
+        for k in range(n_scales):
+            pb = grid_to_blocks(prev[k], grid, k) if prev is not None else None
+            kb = grid_to_blocks(key[k], grid, k) if key is not None else None
+            rows: list[np.ndarray | None] = [None] * grid.n_tiles
+            for sub, _th, _tw, sizes, cache, acc in subs:
+                hk, wk = sizes[k]
+                f = acc if (hk, wk) == tuple(acc.shape[-2:]) else F.interpolate(acc, size=(hk, wk), mode="area")
+                pv = torch.stack([pb[i] for i in sub]) if pb is not None else None
+                kv = torch.stack([kb[i] for i in sub]) if kb is not None else None
+                with torch.no_grad():
+                    logits = self.ctx64.step(k, f, pv, kv, cache)  # (n, hk*wk, V)
+                w = quantize_logits(logits.reshape(-1, logits.shape[-1]))
+                n_k = hk * wk
+                for j, i in enumerate(sub):
+                    rows[i] = w[j * n_k : (j + 1) * n_k]
+            idx = yield np.concatenate(rows)  # type: ignore[arg-type]
+            if k + 1 < n_scales:
+                blocks = grid_to_blocks(idx, grid, k)
+                for n_, (sub, th, tw, _s, _c, acc) in enumerate(subs):
+                    t = q.scale_contrib64(torch.stack([blocks[i] for i in sub]), k, th, tw)
+                    subs[n_] = (sub, th, tw, _s, _c, acc + t)
 
     # ---- GOP coding --------------------------------------------------------------------------
 
@@ -213,28 +199,26 @@ class Codec:
         self, frames_THWC: np.ndarray, scales: int | None = None, batch_size: int | None = None
     ) -> EncodedGop:
         """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N)."""
-        frames_THWC = np.asarray(frames_THWC)
-        x = frames_THWC
+        x = np.asarray(frames_THWC)
         if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8 or not len(x):
             raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {x.shape} {x.dtype}")
         n = self.cfg.n_scales if scales is None else max(1, min(scales, self.cfg.n_scales))
-        _, h, w, _ = frames_THWC.shape
+        _, h, w, _ = x.shape
         grid = self.grid(h, w)
-        tokens = self.encode_tokens(frames_THWC)
+        tokens = self.encode_tokens(x)
         encs = [ScaleEncoder() for _ in range(n)]
         ce = [0.0] * n
         syms: list[list[np.ndarray]] = [[] for _ in range(n)]
         for f, cur in enumerate(tokens):
-            prev = tokens[f - 1] if f > 0 else None
-            key = tokens[0] if f > 0 else None
-            groups = self._frame_tables(grid, n, cur, prev, key, batch_size)
+            gen = self._scale_tables(grid, n, tokens[f - 1] if f else None, tokens[0] if f else None, batch_size)
+            wk = next(gen)
             for k in range(n):
-                rows = self._raster(grid, k, [(ids, w[k]) for ids, w in groups])
                 s = np.concatenate([b.flatten().numpy() for b in grid_to_blocks(cur[k], grid, k)])
-                wk = np.concatenate(rows)
                 encs[k].encode(s, wk)
                 ce[k] += cross_entropy_bits(wk, s)
                 syms[k].append(s)
+                if k + 1 < n:
+                    wk = gen.send(cur[k])
         chunks, counts, crcs = [], [], []
         for k in range(n):
             crc = tokens_crc(syms[k])
@@ -248,39 +232,45 @@ class Codec:
         self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
     ) -> list[FrameTokens]:
-        """Tokens of every frame: scales 1..K from the chunks, K+1..N predicted (unless predict="none")."""
+        """Tokens of every frame: scales 1..K from the chunks, K+1..N predicted (unless predict="none").
+
+        Frame-major: all K range decoders stay open while the frames are decoded in order.
+        """
         if predict not in PREDICT_MODES:
             raise ValueError(f"predict must be one of {PREDICT_MODES}, got {predict!r}")
-        if len(chunks) > self.cfg.n_scales:
-            raise StreamError(f"{context or 'stream'}: {len(chunks)} scale chunks, the model has {self.cfg.n_scales}")
-        grid = self.grid(height, width)
         where = (context + ": " if context else "") + (f"GOP {gop_index}" if gop_index is not None else "GOP")
-        tokens: list[FrameTokens] = [[] for _ in range(n_frames)]
+        if len(chunks) > self.cfg.n_scales:
+            raise StreamError(f"{where}: {len(chunks)} scale chunks, the model has {self.cfg.n_scales}")
+        grid = self.grid(height, width)
+        parsed, decs = [], []
+        for k, c in enumerate(chunks):
+            ch, _ = parse_chunk(c, 0, f"{where} scale {k + 1}")
+            if ch.scale != k + 1:
+                raise StreamError(f"{where} scale {k + 1}: chunk holds scale {ch.scale}; chunks out of order")
+            expect = n_frames * grid.tokens_per_frame(k)
+            if ch.token_count != expect:
+                raise StreamError(
+                    f"{where} scale {k + 1}: chunk has {ch.token_count} tokens, expected {expect} for "
+                    f"{n_frames} frames of {width}x{height}; wrong frame count/size or damaged stream"
+                )
+            parsed.append(ch)
+            decs.append(ScaleDecoder(ch.payload))
+        n_coded = len(chunks)
+        n_total = self.cfg.n_scales if predict != "none" else n_coded
         rng = np.random.default_rng(seed)
-        n_total = self.cfg.n_scales if predict != "none" else len(chunks)
-        for k in range(n_total):
-            coded = k < len(chunks)
-            if coded:
-                ch, _ = parse_chunk(chunks[k], 0, f"{where} scale {k + 1}")
-                if ch.scale != k + 1:
-                    raise StreamError(f"{where} scale {k + 1}: chunk holds scale {ch.scale}; chunks out of order")
-                expect = n_frames * grid.tokens_per_frame(k)
-                if ch.token_count != expect:
-                    raise StreamError(
-                        f"{where} scale {k + 1}: chunk has {ch.token_count} tokens, expected {expect} for "
-                        f"{n_frames} frames of {width}x{height}; wrong frame count/size or damaged stream"
-                    )
-                dec = ScaleDecoder(ch.payload)
-                syms = []
-            for f in range(n_frames):
-                prev = tokens[f - 1] if f > 0 else None
-                key = tokens[0] if f > 0 else None
-                groups = self._frame_tables(grid, k + 1, tokens[f], prev, key, batch_size, only_last=True)
-                rows = self._raster(grid, k, [(ids, w[0]) for ids, w in groups])
-                wk = np.concatenate(rows)
+        tokens: list[FrameTokens] = [[] for _ in range(n_frames)]
+        syms: list[list[np.ndarray]] = [[] for _ in range(n_coded)]
+        for f in range(n_frames):
+            if n_total == 0:
+                break
+            gen = self._scale_tables(grid, n_total, tokens[f - 1] if f else None, tokens[0] if f else None,
+                                     batch_size)
+            wk = next(gen)
+            for k in range(n_total):
                 try:
-                    if coded:
-                        s = dec.decode(wk)
+                    if k < n_coded:
+                        s = decs[k].decode(wk)
+                        syms[k].append(s)
                     elif predict == "argmax":
                         s = argmax_symbols(wk)
                     else:
@@ -289,14 +279,15 @@ class Codec:
                     raise StreamError(
                         f"{where} scale {k + 1}: entropy decoding failed ({exc}); stream damaged"
                     ) from exc
-                if coded:
-                    syms.append(s)
                 blocks, o = [], 0
                 for _, _, hk, wk_ in grid.token_blocks(k):
                     blocks.append(torch.from_numpy(s[o : o + hk * wk_].reshape(hk, wk_).copy()))
                     o += hk * wk_
                 tokens[f].append(blocks_to_grid(blocks, grid, k))
-            if coded and tokens_crc(syms) != ch.token_crc:
+                if k + 1 < n_total:
+                    wk = gen.send(tokens[f][k])
+        for k, ch in enumerate(parsed):
+            if tokens_crc(syms[k]) != ch.token_crc:
                 raise StreamError(
                     f"{where} scale {k + 1}: token checksum mismatch (decoder diverged or stream damaged); "
                     f"decode with --scales {k} or re-fetch the stream"

@@ -30,6 +30,19 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(mlp * d, d)
         self.heads = heads
 
+    def step(self, x: torch.Tensor, cache: list, i: int) -> torch.Tensor:
+        """Incremental pass for the positions of one new scale; cache[i] holds (k, v) of coarser scales."""
+        n, l, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(self.ln1(x)).view(n, l, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        if cache[i] is not None:
+            k = torch.cat([cache[i][0], k], 2)
+            v = torch.cat([cache[i][1], v], 2)
+        cache[i] = (k, v)
+        y = ((q @ k.transpose(-1, -2)) * (1.0 / (d // h) ** 0.5)).softmax(-1) @ v
+        x = x + self.proj(y.transpose(1, 2).reshape(n, l, d))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         n, l, d = x.shape
         h = self.heads
@@ -57,6 +70,27 @@ class ContextModel(nn.Module):
         for e in (self.scale_emb, self.row_emb, self.col_emb, self.prev_emb, self.key_emb):
             nn.init.normal_(e.weight, std=0.02)
 
+    def embed(self, k: int, f: torch.Tensor, prev: torch.Tensor | None, key: torch.Tensor | None) -> torch.Tensor:
+        """Input vectors (N, hk*wk, d) of scale k's positions (see the module docstring)."""
+        v = self.cfg.codebook_size
+        n, _, hk, wk = f.shape
+        x = self.feat(f.to(self.feat.weight.dtype).permute(0, 2, 3, 1))  # (N, hk, wk, d)
+        x = x + self.scale_emb.weight[k] + self.row_emb.weight[:hk, None] + self.col_emb.weight[None, :wk]
+        for emb, toks in ((self.prev_emb, prev), (self.key_emb, key)):
+            x = x + (emb.weight[v] if toks is None else emb(toks))
+        return x.reshape(n, hk * wk, -1)
+
+    def step(self, k: int, f: torch.Tensor, prev: torch.Tensor | None, key: torch.Tensor | None,
+             cache: list) -> torch.Tensor:
+        """Logits (N, hk*wk, V) of scale k given the KV cache of scales < k (updated in place).
+
+        Same result as `forward` on scales 0..k (up to float rounding): attention is block-causal.
+        """
+        x = self.embed(k, f, prev, key)
+        for i, b in enumerate(self.blocks):
+            x = b.step(x, cache, i)
+        return self.head(self.ln(x))
+
     def forward(
         self,
         feats: list[torch.Tensor],
@@ -68,20 +102,11 @@ class ContextModel(nn.Module):
         feats[k]: (N, C, hk, wk) accumulated latent of scales < k resized to scale k's map;
         prev[k], key[k]: (N, hk, wk) tokens of the previous frame / keyframe, or None (= "none").
         """
-        v = self.cfg.codebook_size
         dt = self.feat.weight.dtype
         parts, scale_ids = [], []
         for k, f in enumerate(feats):
-            n, _, hk, wk = f.shape
-            x = self.feat(f.to(dt).permute(0, 2, 3, 1))  # (N, hk, wk, d)
-            x = x + self.scale_emb.weight[k] + self.row_emb.weight[:hk, None] + self.col_emb.weight[None, :wk]
-            for emb, toks in ((self.prev_emb, prev[k]), (self.key_emb, key[k])):
-                if toks is None:
-                    x = x + emb.weight[v]
-                else:
-                    x = x + emb(toks)
-            parts.append(x.reshape(n, hk * wk, -1))
-            scale_ids.append(torch.full((hk * wk,), k))
+            parts.append(self.embed(k, f, prev[k], key[k]))
+            scale_ids.append(torch.full((parts[-1].shape[1],), k))
         x = torch.cat(parts, 1)
         sid = torch.cat(scale_ids)
         bias = torch.zeros((len(sid), len(sid)), dtype=dt)

@@ -1,0 +1,168 @@
+"""Codec benchmark on the dev clips: per clip and per scale count K — bpp, PSNR-Y, PSNR-RGB, MS-SSIM,
+coded bits ÷ model cross-entropy, encode/decode frames/s, codebook usage per scale. Writes JSON + PNG.
+
+    python bench/codec.py --weights models/progvc.pt --frames 16 --out bench/out/codec
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.codec import Codec  # noqa: E402
+from pipeline.codec.container import CHUNK_HEADER_BYTES, GopEntry, StreamHeader  # noqa: E402
+
+DEV = Path("/work/shared/data/clips/dev")
+
+
+def _metrics():
+    """pipeline.metrics when present, else minimal inline versions (noted in the JSON)."""
+    try:
+        from pipeline import metrics as m
+
+        return m.psnr_y, m.psnr_rgb, m.ms_ssim, "pipeline.metrics"
+    except (ImportError, AttributeError):
+        pass
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+        return 100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+    def luma(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+
+    def psnr_y(a, b):
+        return psnr(luma(a), luma(b))
+
+    def psnr_rgb(a, b):
+        return psnr(a, b)
+
+    def ms_ssim(a, b):
+        from pytorch_msssim import ms_ssim as f
+
+        x = torch.from_numpy(a).permute(0, 3, 1, 2).float()
+        y = torch.from_numpy(b).permute(0, 3, 1, 2).float()
+        side = min(x.shape[-2:])
+        w = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+        n = 5 if side > 160 else 4 if side > 80 else 3
+        return float(f(x, y, data_range=255, weights=w[:n]))
+
+    return psnr_y, psnr_rgb, ms_ssim, "inline (pipeline.metrics missing)"
+
+
+def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool) -> dict:
+    from pipeline.video_io import probe, read_frames
+
+    psnr_y, psnr_rgb, ms_ssim, _ = _metrics()
+    info = probe(path)
+    x = read_frames(path, 0, min(frames, info.frame_count))
+    t, h, w, _ = x.shape
+    gops = [GopEntry(s, min(gop, t - s), True) for s in range(0, t, gop)]
+    t0 = time.perf_counter()
+    encs = [codec.encode_gop(x[g.first_frame : g.first_frame + g.frame_count]) for g in gops]
+    enc_s = time.perf_counter() - t0
+    hdr = StreamHeader(codec.model_id, w, h, 25, 1, t, codec.cfg.scales, codec.cfg.tile, gops)
+    n = codec.cfg.n_scales
+    px = t * h * w
+    layer_bytes = [sum(len(e.chunks[k]) for e in encs) for k in range(n)]
+    payload_bits = [8 * sum(len(e.chunks[k]) - CHUNK_HEADER_BYTES for e in encs) for k in range(n)]
+    ce = [sum(e.ce_bits[k] for e in encs) for k in range(n)]
+    toks = codec.encode_tokens(x)
+    usage = [len(np.unique(np.concatenate([ft[k].flatten().numpy() for ft in toks]))) / codec.cfg.codebook_size
+             for k in range(n)]
+    rows = []
+    modes = ["argmax"] + (["none"] if with_none else [])
+    for k in range(1, n + 1):
+        for mode in modes:
+            if mode == "none" and k == n:
+                continue
+            t1 = time.perf_counter()
+            y = np.concatenate([
+                codec.decode_gop(e.chunks[:k], g.frame_count, w, h, predict=mode, gop_index=i)
+                for i, (e, g) in enumerate(zip(encs, gops))
+            ])
+            dec_s = time.perf_counter() - t1
+            total = len(hdr.to_bytes()) + sum(layer_bytes[:k])
+            rows.append({
+                "K": k, "predict": mode, "bytes": total, "bpp": 8 * total / px,
+                "psnr_y": float(np.mean([psnr_y(a[None], b[None]) for a, b in zip(x, y)])),
+                "psnr_rgb": float(np.mean([psnr_rgb(a[None], b[None]) for a, b in zip(x, y)])),
+                "ms_ssim": float(ms_ssim(x, y)),
+                "decode_fps": t / dec_s,
+            })
+            print(f"  {path.stem} K={k:2d} {mode:6s} bpp={rows[-1]['bpp']:.4f} PSNR-Y={rows[-1]['psnr_y']:.2f} "
+                  f"MS-SSIM={rows[-1]['ms_ssim']:.4f} dec={rows[-1]['decode_fps']:.2f} fps", flush=True)
+    return {
+        "clip": path.stem, "width": w, "height": h, "frames": t, "gops": len(gops),
+        "encode_fps": t / enc_s, "layer_bytes": layer_bytes,
+        "coded_over_ce": [p / c if c else None for p, c in zip(payload_bits, ce)],
+        "coded_over_ce_total": sum(payload_bits) / max(sum(ce), 1e-9),
+        "bits_per_token": [c / max(sum(e.token_counts[k] for e in encs), 1) for k, c in enumerate(ce)],
+        "codebook_usage": usage, "rows": rows,
+    }
+
+
+def plot(results: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in results:
+        for mode, ls in (("argmax", "-o"), ("none", ":x")):
+            rr = [x for x in r["rows"] if x["predict"] == mode or (mode == "none" and x["K"] == len(r["layer_bytes"]))]
+            if mode == "none" and len(rr) <= 1:
+                continue
+            bpp = [x["bpp"] for x in rr]
+            lab = r["clip"] + ("" if mode == "argmax" else " (no prediction)")
+            ax[0].plot(bpp, [x["psnr_y"] for x in rr], ls, ms=3, label=lab)
+            ax[1].plot(bpp, [x["ms_ssim"] for x in rr], ls, ms=3, label=lab)
+    ax[0].set(xlabel="bpp", ylabel="PSNR-Y (dB)", title="ProGVC, K = 1..N scales")
+    ax[1].set(xlabel="bpp", ylabel="MS-SSIM", title="ProGVC, K = 1..N scales")
+    for a in ax:
+        a.grid(alpha=0.3)
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--clips", nargs="*", default=None, help="default: every clips/dev/*.y4m")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--gop", type=int, default=16)
+    p.add_argument("--no-predict", action="store_true", help="also decode each K < N with predict='none'")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="bench/out/codec")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    codec = Codec.load(a.weights)
+    clips = [Path(c) for c in a.clips] if a.clips else sorted(DEV.glob("*.y4m"))
+    results = [bench_clip(codec, c, a.frames, a.gop, a.no_predict) for c in clips]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "model_id": codec.model_id, "weights": str(a.weights or "models/progvc.pt"), "meta": codec.meta,
+        "frames_per_clip": a.frames, "gop": a.gop, "threads": a.threads, "metrics": _metrics()[3],
+        "host": platform.processor() or platform.machine(), "torch": torch.__version__, "clips": results,
+    }
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
