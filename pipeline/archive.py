@@ -120,10 +120,12 @@ def _matches(store: Store, key: str, data: bytes, info) -> bool:
 class ArchiveWriter:
     """Writes videos into the archive at `store` for job `job_id` (commit protocol in the module doc)."""
 
-    def __init__(self, store: Store, job_id: str):
+    def __init__(self, store: Store, job_id: str, committed: set[str] | None = None):
+        """`committed`: video ids already committed, if the caller has them (e.g. read once at job start
+        with `pipeline.manifest.committed_video_ids`); otherwise read from the manifest on first use."""
         self.store = store
         self.job_id = mf.check_job_id(job_id)
-        self._committed: set[str] | None = None
+        self._committed: set[str] | None = set(committed) if committed is not None else None
         self.last_stats = WriteStats()
 
     def committed(self, refresh: bool = False) -> set[str]:

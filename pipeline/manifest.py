@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import ManifestError
+from pipeline.errors import ManifestError, NotFoundError
 from pipeline.store import Store
 
 HEADER_SCALE = 0
@@ -161,7 +161,11 @@ def list_jobs(store: Store) -> list[str]:
     return sorted({o.key.split("/")[1] for o in list_parts(store)})
 
 
-def _read_tables(store: Store, objs: list, schema: pa.Schema) -> PartRead:
+def _read_tables(store: Store, objs: list, schema: pa.Schema, columns: list[str] | None = None) -> PartRead:
+    """Read the listed parts as one table. NotFoundError when a listed part vanished meanwhile (a
+    concurrent `compact`): callers re-list (`_read_listed`)."""
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     if not objs:
         return PartRead(schema.empty_table(), 0, 0)
     local = store.local_path(objs[0].key)
@@ -170,31 +174,45 @@ def _read_tables(store: Store, objs: list, schema: pa.Schema) -> PartRead:
 
         paths = [str(store.local_path(o.key)) for o in objs]
         try:
-            table = ds.dataset(paths, format="parquet", schema=schema).to_table()
+            table = ds.dataset(paths, format="parquet", schema=schema).to_table(columns=columns)
         except (OSError, pa.ArrowInvalid) as e:
+            gone = [o.key for o in objs if store.head(o.key) is None]
+            if gone:
+                raise NotFoundError(f"manifest part {store.url(gone[0])} vanished while reading") from e
             raise ManifestError(f"cannot read manifest parts under {store.uri}: {e}; a part is damaged — move "
                                 f"it away and re-run the job that wrote it") from e
         total = sum(o.size for o in objs)
-        store.count_read(total)  # pyarrow reads each small part whole (footer + every column chunk)
+        store.count_read(total)  # counted as whole parts: pyarrow reads small parts (nearly) whole
         return PartRead(table, len(objs), total)
 
-    def one(o) -> pa.Table:
+    def one(o) -> tuple[pa.Table, int]:
         data = store.get(o.key)
         try:
-            return conform(pq.read_table(pa.BufferReader(data)), schema)
+            return conform(pq.read_table(pa.BufferReader(data), columns=columns), schema), len(data)
         except (OSError, pa.ArrowInvalid) as e:
             raise ManifestError(f"manifest part {store.url(o.key)} is damaged ({e}); move it away and re-run "
                                 f"the job that wrote it") from e
 
-    before = store.bytes_read
     with ThreadPoolExecutor(max_workers=8) as pool:
-        tables = list(pool.map(one, objs))
-    return PartRead(pa.concat_tables(tables), len(objs), store.bytes_read - before)
+        got = list(pool.map(one, objs))
+    return PartRead(pa.concat_tables([t for t, _ in got]), len(objs), sum(n for _, n in got))
+
+
+def _read_listed(store: Store, job_id: str | None, prefix: str, schema: pa.Schema,
+                 columns: list[str] | None = None, attempts: int = 5) -> PartRead:
+    """List then read parts; re-list when a part vanished in between (a concurrent compaction)."""
+    for attempt in range(attempts):
+        try:
+            return _read_tables(store, list_parts(store, job_id, prefix), schema, columns)
+        except NotFoundError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_parts(store: Store, job_id: str | None = None) -> PartRead:
     """Every row of every committed part (tombstones and duplicates included), as one table."""
-    return _read_tables(store, list_parts(store, job_id), SCHEMA)
+    return _read_listed(store, job_id, MANIFEST_PREFIX, SCHEMA)
 
 
 def _keep_first(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -248,7 +266,10 @@ def compact(store: Store, job_id: str, min_parts: int = 2) -> str | None:
     parts = list_parts(store, job_id)
     if len(parts) < max(2, min_parts):
         return None
-    table = _read_tables(store, parts, SCHEMA).table.combine_chunks()
+    try:
+        table = _read_tables(store, parts, SCHEMA).table.combine_chunks()
+    except NotFoundError:  # another compaction of this job got there first
+        return None
     key = _part_key(MANIFEST_PREFIX, job_id, utcnow())
     store.put(key, _to_parquet(table))
     for o in parts:
@@ -272,8 +293,8 @@ def stored_rows(table: pa.Table) -> pa.Table:
 
 
 def committed_video_ids(store: Store) -> set[str]:
-    """Video ids with committed rows (what a re-run skips)."""
-    raw = read_parts(store).table
+    """Video ids with committed rows (what a re-run skips). Decodes only two columns of each part."""
+    raw = _read_listed(store, None, MANIFEST_PREFIX, SCHEMA, columns=["video_id", "status"]).table
     committed = raw.filter(pc.equal(raw.column("status"), STATUS_COMMITTED))
     return set(pc.unique(committed.column("video_id")).to_pylist())
 
@@ -312,7 +333,7 @@ def record_failures(store: Store, job_id: str, failures: Iterable[tuple[str, str
 def read_failures(store: Store, job_id: str | None = None, unresolved_only: bool = False) -> pa.Table:
     """Failure records (job_id, source_uri, reason, failed_at), oldest first. `unresolved_only` drops
     sources that some job has committed since."""
-    table = _read_tables(store, list_parts(store, job_id, FAILURES_PREFIX), FAILURE_SCHEMA).table
+    table = _read_listed(store, job_id, FAILURES_PREFIX, FAILURE_SCHEMA).table
     if unresolved_only and table.num_rows:
         raw = read_parts(store).table
         done = raw.filter(pc.equal(raw.column("status"), STATUS_COMMITTED)).column("source_uri")

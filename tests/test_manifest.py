@@ -112,3 +112,32 @@ def test_compact_merges_parts_and_readers_stay_correct(any_store):
     assert [o.key for o in mf.list_parts(any_store, "job-c")] == [key]
     assert mf.read_manifest(any_store).equals(before)
     assert mf.compact(any_store, "job-c") is None  # one part left: nothing to do
+
+
+def test_readers_during_compaction_never_fail_or_see_duplicates(any_store):
+    import threading
+
+    videos = [synthetic_video(s, n_gops=1, n_scales=2) for s in range(80, 92)]
+    w = ArchiveWriter(any_store, "job-r")
+    for vid, header, gops, source in videos:
+        w.archive_video(vid, header, gops, source, "m")
+    expected = mf.read_manifest(any_store)
+    stop, seen, errors = threading.Event(), [], []
+
+    def reader():
+        try:
+            while not stop.is_set():
+                seen.append(mf.read_manifest(any_store).num_rows)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        assert mf.compact(any_store, "job-r") is not None
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    assert seen and set(seen) == {expected.num_rows}
+    assert mf.read_manifest(any_store).equals(expected)
