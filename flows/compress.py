@@ -51,7 +51,8 @@ class JobReport:
     dest: str
     videos: list[VideoOutcome] = field(default_factory=list)
     actors: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # whole job, wall clock
+    startup_s: float = 0.0  # starting the actors (processes + model load), included in `seconds`
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,7 +173,9 @@ def compress(
         logger.warning("no video sources found under %s", sources)
         report.seconds = time.perf_counter() - t0
         return report.to_dict()
+    t_pool = time.perf_counter()
     pool = CodecPool(weights, n_actors=actors, device=device, s3_endpoint=s3_endpoint)
+    report.startup_s = time.perf_counter() - t_pool
     report.actors = pool.size
     try:
         n_keep = len(pool.scales) if scales in (0, None) else int(scales)
@@ -221,15 +224,20 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"job {report['job_id']} -> {report['dest']}")
-    for col in ("source", "status", "video id", "frames", "source bytes", "archived bytes", "note"):
+    for col in ("source", "status", "video_id", "frames", "bytes in -> out"):
         table.add_column(col, overflow="fold")
+    notes = any(v["reason"] for v in report["videos"])
+    if notes:
+        table.add_column("note", overflow="fold")
     for v in report["videos"]:
-        table.add_row(v["source"], v["status"], v["video_id"] or "", str(v["frames"] or ""),
-                      str(v["source_bytes"] or ""), str(v["archived_bytes"] or ""), v["reason"] or "")
+        sizes = f"{v['source_bytes']} -> {v['archived_bytes']}" if v["archived_bytes"] else str(v["source_bytes"] or "")
+        cells = [v["source"].rstrip("/").rsplit("/", 1)[-1], v["status"], v["video_id"] or "", str(v["frames"] or ""),
+                 sizes]
+        table.add_row(*cells, *([v["reason"] or ""] if notes else []))
     console = Console()
     console.print(table)
     console.print(
         f"{len(report['committed'])} committed, {len(report['skipped'])} skipped, {len(report['failed'])} failed; "
         f"{report['frames']} frames in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, "
-        f"{report['actors']} actor(s))"
+        f"{report['actors']} actor(s), {report['startup_s']:.1f} s of it starting them)"
     )
