@@ -166,6 +166,11 @@ class Store(ABC):
         """Filesystem path of `key` for local stores (None for remote ones)."""
         return None
 
+    def arrow_filesystem(self):
+        """(pyarrow FileSystem, base path) for reading this store's objects with pyarrow / DuckDB: the
+        object `key` is at f"{base}/{key}"."""
+        raise NotImplementedError
+
     def _check_range(self, key: str, offset: int, length: int) -> None:
         if offset < 0 or length < 0:
             raise StoreError(f"invalid range of {self.url(key)}: offset={offset}, length={length} must be >= 0")
@@ -202,6 +207,11 @@ class LocalStore(Store):
                                  f"and that the object was written")
         return StoreError(f"cannot {action} {self.url(key)}: {e.strerror or e}; check the directory's "
                           f"permissions and free space")
+
+    def arrow_filesystem(self):
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), str(self.root)
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> ObjectInfo:
         path = self.local_path(key)
@@ -322,7 +332,12 @@ class S3Store(Store):
         self.uri = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self.config = config or StoreConfig()
         cfg = self.config
-        session = boto3.session.Session(profile_name=profile)
+        try:
+            session = boto3.session.Session(profile_name=profile)
+        except Exception as e:  # e.g. ProfileNotFound
+            raise StoreError(f"cannot use AWS profile {profile!r} for {self.uri}: {type(e).__name__}; check "
+                             f"AWS_PROFILE / ~/.aws/config") from e
+        self._session = session
         region = region or session.region_name or "us-east-1"
         endpoint = s3_endpoint or None  # None: boto3 reads AWS_ENDPOINT_URL(_S3) / config itself
         custom_endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -481,6 +496,21 @@ class S3Store(Store):
             err = self._error(key, e, "delete")
             if not isinstance(err, NotFoundError):
                 raise err from e
+
+    def arrow_filesystem(self):
+        import pyarrow.fs as pafs
+
+        creds = self._session.get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+        parsed = urlparse(self.endpoint)
+        fs = pafs.S3FileSystem(
+            access_key=frozen.access_key if frozen else None, secret_key=frozen.secret_key if frozen else None,
+            session_token=frozen.token if frozen else None, region=self.region,
+            endpoint_override=parsed.netloc if parsed.netloc else None, scheme=parsed.scheme or "https",
+            connect_timeout=self.config.connect_timeout, request_timeout=self.config.read_timeout,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.config.max_attempts),
+        )
+        return fs, f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
 
     def check(self) -> None:
         """Fail early with a clear StoreError when the bucket is missing, unreachable or refuses us."""

@@ -13,6 +13,7 @@ environment of the `weed` process, so requests signed with other keys are refuse
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -114,6 +115,7 @@ class SeaweedServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        atexit.register(self.kill)  # never leave a server behind if the test process dies early
         self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:

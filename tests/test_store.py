@@ -141,3 +141,14 @@ def test_split_uri_and_open(tmp_path):
     assert isinstance(open_store(f"file://{tmp_path}/a"), LocalStore)
     with pytest.raises(StoreError, match="unsupported archive URI"):
         open_store("gs://bucket/x")
+
+
+def test_arrow_filesystem_reads_objects(any_store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), sink)
+    any_store.put("manifests/j/part-1.parquet", sink.getvalue().to_pybytes())
+    fs, base = any_store.arrow_filesystem()
+    assert pq.read_table(f"{base}/manifests/j/part-1.parquet", filesystem=fs).column("a").to_pylist() == [1, 2, 3]
