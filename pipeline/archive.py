@@ -120,11 +120,15 @@ def _matches(store: Store, key: str, data: bytes, info) -> bool:
 class ArchiveWriter:
     """Writes videos into the archive at `store` for job `job_id` (commit protocol in the module doc)."""
 
-    def __init__(self, store: Store, job_id: str, committed: set[str] | None = None):
+    def __init__(self, store: Store, job_id: str, committed: set[str] | None = None,
+                 compact_at: int | None = 64):
         """`committed`: video ids already committed, if the caller has them (e.g. read once at job start
-        with `pipeline.manifest.committed_video_ids`); otherwise read from the manifest on first use."""
+        with `pipeline.manifest.committed_video_ids`); otherwise read from the manifest on first use.
+        `compact_at`: after a commit, merge this job's parts once it has this many (None: never), so a job
+        that commits video by video keeps its manifest at < `compact_at` parts (fast savings queries)."""
         self.store = store
         self.job_id = mf.check_job_id(job_id)
+        self.compact_at = compact_at
         self._committed: set[str] | None = set(committed) if committed is not None else None
         self.last_stats = WriteStats()
 
@@ -203,6 +207,8 @@ class ArchiveWriter:
             tables = rows if isinstance(rows, Sequence) else [rows]
             for t in tables:
                 self._committed.update(pc.unique(t.column("video_id")).to_pylist())
+        if self.compact_at and len(mf.list_parts(self.store, self.job_id)) >= self.compact_at:
+            key = mf.compact(self.store, self.job_id) or key
         return key
 
     def archive_video(self, video_id: str, header: bytes, gops: Sequence[GopData], source: SourceInfo,

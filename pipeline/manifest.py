@@ -13,19 +13,22 @@ row of that scale) and `status`.
 
 - Scale 0 is the stream header: one row per video with `gop_index = -1`, `layer_key =
   videos/<id>/header.bin`, `byte_length` = header size, `checksum` = CRC32 of the header bytes,
-  `token_count = 0`. Scales 1..N are the layers; `checksum` there is the codec's CRC32 of the chunk's token
-  indices and (`byte_offset`, `byte_length`) locate chunk (g, k) inside `layer-<k>.bin`.
+  `token_count = 0`, `first_frame = 0`, `frame_count` = the video's total frames, `keyframe = false`.
+  Scales 1..N are the layers; `checksum` there is the codec's CRC32 of the chunk's token indices and
+  (`byte_offset`, `byte_length`) locate chunk (g, k) inside `layer-<k>.bin`.
 - `created_at` (UTC, µs) is the commit time, identical for all rows of one commit.
 - `status = "committed"`: rows written by a compress job. `status = "pruned"`: a tombstone written by a
   prune before it deletes objects; it repeats the pruned row with `job_id` = the prune's id and
-  `created_at` = the prune time. A tombstone hides that (video, scale) from readers for good.
+  `created_at` = the prune time. From then on that (video, scale) reads as pruned (`pruned_at` set).
 
 Commit protocol: a part is written only after the objects it points at were written and verified; it
 lands in one atomic step (local rename / single PUT), so readers see all of a commit or none of it.
-Readers list `manifests/*/part-*.parquet` (temp files and other names are ignored) and build the
-effective view (`effective_rows`): committed rows, one commit per video (the earliest `created_at`, then
-the smallest `job_id`; a second job that archived the same video concurrently wrote identical objects
-and its duplicate rows are ignored), with a derived `pruned_at` column (null while the chunk is stored).
+Jobs commit one part per video or batch; `compact` (automatic in `ArchiveWriter.commit` every 64
+parts) merges a job's parts so reads stay fast. Readers list `manifests/*/part-*.parquet` (temp files
+and other names are ignored) and build the effective view (`effective_rows`): committed rows, one
+commit per video (the earliest `created_at`, then the smallest `job_id`; a second job that archived the
+same video concurrently wrote identical objects and its duplicate rows are ignored), each (video, scale,
+GOP) once, with a derived `pruned_at` column (null while the chunk is stored).
 """
 
 from __future__ import annotations

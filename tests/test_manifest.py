@@ -141,3 +141,14 @@ def test_readers_during_compaction_never_fail_or_see_duplicates(any_store):
     assert not errors, errors
     assert seen and set(seen) == {expected.num_rows}
     assert mf.read_manifest(any_store).equals(expected)
+
+
+def test_writer_compacts_its_job_automatically(any_store):
+    videos = [synthetic_video(s, n_gops=1, n_scales=2) for s in range(100, 107)]
+    w = ArchiveWriter(any_store, "job-auto", compact_at=3)
+    for i, (vid, header, gops, source) in enumerate(videos):
+        w.archive_video(vid, header, gops, source, "m")
+        assert len(mf.list_parts(any_store, "job-auto")) < 3
+        assert mf.read_manifest(any_store).num_rows == (i + 1) * 3
+    assert sorted(pc.unique(mf.read_manifest(any_store).column("video_id")).to_pylist()) == sorted(
+        v[0] for v in videos)
