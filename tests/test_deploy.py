@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -120,10 +121,12 @@ def s3_env(server) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def external_ray(s3_server):
-    """`ray start --head` on 127.0.0.1 as a separate process, with its own temp dir and free ports.
+    """`ray start --head` on 127.0.0.1 as a separate process, with its own temp dir, free ports and
+    its own auth token (Ray >= 2.5x turns token auth on when ~/.ray/auth_token exists: we set it
+    explicitly so the result does not depend on that file).
 
     Its workers (the codec actors) get the S3 settings from the environment of `ray start`, like the
-    Ray containers of infra/compose.yaml. Yields (address, temp_dir)."""
+    Ray containers of infra/compose.yaml. Yields (address, temp_dir, env a driver needs)."""
     tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths are length-limited
     (gcs, client, dash, agent_http, agent_grpc, metrics, node_mgr, obj_mgr, rt_env) = free_ports(9)
     cmd = [
@@ -134,13 +137,14 @@ def external_ray(s3_server):
         f"--metrics-export-port={metrics}", f"--node-manager-port={node_mgr}",
         f"--object-manager-port={obj_mgr}", f"--runtime-env-agent-port={rt_env}",
     ]
-    env = base_env(**s3_env(s3_server))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = base_env(**s3_env(s3_server), **auth)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"ray start failed:\n{out[-3000:]}"
-        yield f"127.0.0.1:{gcs}", tmp
+        yield f"127.0.0.1:{gcs}", tmp, {"RAY_ADDRESS": f"127.0.0.1:{gcs}", **auth}
     finally:
         stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -220,11 +224,11 @@ print("RESULT " + json.dumps({"report": report, "gcs": ctx.gcs_address,
 @pytest.mark.timeout(600)
 def test_compress_flow_on_external_ray(external_ray, prefect_server, s3_server, tmp_path):
     """The flow joins the cluster named by RAY_ADDRESS; its codec actors run in that cluster's raylet."""
-    address, ray_tmp = external_ray
+    address, ray_tmp, ray_env = external_ray
     bucket = new_bucket(s3_server)
     sources = upload_sources(s3_server, bucket)
     dest = f"s3://{bucket}/archive"
-    env = client_env(prefect_server, tmp_path, RAY_ADDRESS=address, **s3_env(s3_server))
+    env = client_env(prefect_server, tmp_path, **ray_env, **s3_env(s3_server))
     out = run([sys.executable, "-c", DRIVER, json.dumps([f"s3://{bucket}/raw/"]), dest, TINY_MODEL], env,
               timeout=420)
     result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
@@ -249,15 +253,21 @@ def _flow_run_state(api: str, run_id: str) -> dict:
 def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_server, tmp_path):
     """`prefect deploy` of prefect.yaml's `compress` deployment on a real server, a run triggered and
     picked up by a process worker of the deployment's work pool, completing against SeaweedFS."""
-    address, _ = external_ray
+    _, _, ray_env = external_ray
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     dep = compress_deployment(spec)
     pool = dep["work_pool"]["name"]
     env = client_env(prefect_server, tmp_path)
     prefect = str(BIN / "prefect")
     run([prefect, "work-pool", "create", pool, "--type", "process"], env)
-    run([prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", dep["name"]],
-        env)
+    deploy_cmd = [prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", dep["name"]]
+    res = subprocess.run(deploy_cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    out = res.stdout + res.stderr
+    if res.returncode != 0:
+        # Known Prefect 3.8.8 fault: *after* creating the deployment, `prefect deploy` lists the pool's
+        # online workers sending offset/limit = null, which its own server rejects (422), so it exits 1.
+        # Tolerate exactly that; anything else fails. The API checks below prove the deployment exists.
+        assert "successfully created" in out and "workers/filter" in out and "422" in out, out[-4000:]
     deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=10).json()
     d = next(x for x in deployments if x["name"] == dep["name"])
     assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
@@ -272,7 +282,7 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     run_id = created.json()["id"]
 
     # the worker carries the environment a deployment runs with: Ray cluster and S3 settings
-    wenv = client_env(prefect_server, tmp_path, RAY_ADDRESS=address, **s3_env(s3_server))
+    wenv = client_env(prefect_server, tmp_path, **ray_env, **s3_env(s3_server))
     wlog = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"],
                               env=wenv, cwd=tmp_path, stdout=wlog, stderr=subprocess.STDOUT,
