@@ -26,7 +26,7 @@ from flows.progress import JobProgress  # noqa: E402
 from pipeline.errors import ProGVCError  # noqa: E402
 from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
 
-UNIT_FRAMES = 64  # frames per actor call (bounded memory per call: UNIT_FRAMES x H x W x 3 bytes)
+UNIT_FRAMES = 32  # frames per actor call: small enough to balance actors, big enough to amortise a seek
 
 
 @dataclass
@@ -41,7 +41,8 @@ class VideoOutcome:
     gops: int = 0
     source_bytes: int = 0
     archived_bytes: int = 0
-    actor_busy_s: float = 0.0
+    actor_busy_s: float = 0.0  # actor time spent on this video: planning + reading + encoding
+    plan_s: float = 0.0  # of which GOP planning (decode at low resolution + colour distances)
     seconds: float = 0.0
 
 
@@ -129,6 +130,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
         source_bytes=ident.size_bytes,
         archived_bytes=archived,
         actor_busy_s=plan.plan_s + sum(r.busy_s for r in results),
+        plan_s=plan.plan_s,
         seconds=time.perf_counter() - t0,
     )
 
