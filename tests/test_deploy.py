@@ -73,7 +73,7 @@ def _group_and_descendants(pgid: int) -> set[int]:
     return pids
 
 
-def stop_group(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+def stop_group(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
     """Stop what this test started: the process group of `proc` (it was started with
     start_new_session) and every descendant of its members (e.g. Ray workers in their own groups).
     SIGTERM first, SIGKILL after `timeout_s`. Nothing else on the machine is touched."""
@@ -272,6 +272,9 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     d = next(x for x in deployments if x["name"] == dep["name"])
     assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
     assert any(s["schedule"].get("cron") for s in d["schedules"]), "deployed without its cron schedule"
+    limit = dep.get("concurrency_limit")
+    limit = limit.get("limit") if isinstance(limit, dict) else limit
+    assert (d.get("global_concurrency_limit") or {}).get("limit") == limit, d.get("global_concurrency_limit")
 
     bucket = new_bucket(s3_server)
     sources = upload_sources(s3_server, bucket)
