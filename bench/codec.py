@@ -97,7 +97,7 @@ def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool)
                 "K": k, "predict": mode, "bytes": total, "bpp": 8 * total / px,
                 "psnr_y": float(np.mean([psnr_y(a[None], b[None]) for a, b in zip(x, y)])),
                 "psnr_rgb": float(np.mean([psnr_rgb(a[None], b[None]) for a, b in zip(x, y)])),
-                "ms_ssim": float(ms_ssim(x, y)),
+                "ms_ssim": float(np.mean(ms_ssim(x, y))),
                 "decode_fps": t / dec_s,
             })
             print(f"  {path.stem} K={k:2d} {mode:6s} bpp={rows[-1]['bpp']:.4f} PSNR-Y={rows[-1]['psnr_y']:.2f} "

@@ -22,10 +22,10 @@ class CodecConfig:
     tile: int = 16
     phi_count: int = 4  # φ refinement convs shared across scales (VAR "partially shared")
     phi_ratio: float = 0.5  # f += (1 - r) * z + r * φ(z)
-    ctx_dim: int = 192
+    ctx_dim: int = 128
     ctx_layers: int = 3
     ctx_heads: int = 4
-    ctx_mlp: int = 4
+    ctx_mlp: int = 3
 
     @property
     def stride(self) -> int:

@@ -42,9 +42,11 @@ class Encoder(nn.Module):
             c_in = c
         layers += [nn.GELU(), nn.Conv2d(c_in, cfg.latent_dim, 1)]
         self.net = nn.Sequential(*layers)
+        # linear patch transform (PCA-initialised in training) + the CNN's correction
+        self.linear = nn.Conv2d(3, cfg.latent_dim, cfg.stride, stride=cfg.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2.0 - 1.0)
+        return self.linear(x - 0.5) + self.net(x * 2.0 - 1.0)
 
 
 class Decoder(nn.Module):
@@ -63,9 +65,10 @@ class Decoder(nn.Module):
             layers += [nn.Conv2d(c, c_out * 4, 3, padding=1), nn.PixelShuffle(2)]
         layers += [nn.GELU(), nn.Conv2d(chans[-1], 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self.linear = nn.ConvTranspose2d(cfg.latent_dim, 3, cfg.stride, stride=cfg.stride)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.net(f) * 0.5 + 0.5
+        return self.linear(f) + 0.5 + self.net(f) * 0.5
 
 
 class Phi(nn.Module):

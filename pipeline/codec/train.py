@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,30 @@ def _recon_loss(x_hat: torch.Tensor, x: torch.Tensor, w_ms: float) -> torch.Tens
     if w_ms > 0:
         loss = loss + w_ms * (1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0))
     return loss
+
+
+@torch.no_grad()
+def _pca_init(tok: Tokenizer, pool: list[np.ndarray], rng: np.random.Generator, n_patches: int = 30000) -> None:
+    """Encoder/decoder linear paths ← orthonormal PCA of stride×stride RGB patches; CNN corrections ← 0,
+    so training starts from the closed-form transform (latent ℓ2 = pixel ℓ2 of the patch)."""
+    s = tok.cfg.stride
+    x = _batch(pool, 64, 256, rng)
+    p = F.unfold(x - 0.5, s, stride=s).transpose(1, 2).reshape(-1, 3 * s * s).double()
+    p = p[torch.randperm(len(p))[:n_patches]]
+    mu = p.mean(0)
+    cov = (p - mu).T @ (p - mu) / len(p)
+    _, vecs = torch.linalg.eigh(cov)
+    basis = vecs[:, -tok.cfg.latent_dim :].flip(1).T.float()  # (C, 3*s*s), largest first
+    enc, dec = tok.encoder.linear, tok.decoder.linear
+    enc.weight.copy_(basis.view(-1, 3, s, s))
+    enc.bias.copy_(-(basis @ mu.float()))
+    dec.weight.copy_(basis.view(-1, 3, s, s))
+    # ConvTranspose bias is per channel: the mean patch's per-channel mean (patches are near-flat)
+    dec.bias.copy_(mu.float().view(3, s * s).mean(1))
+    tok.encoder.net[-1].weight.zero_()
+    tok.encoder.net[-1].bias.zero_()
+    tok.decoder.net[-1].weight.zero_()
+    tok.decoder.net[-1].bias.zero_()
 
 
 @torch.no_grad()
@@ -111,6 +136,12 @@ def train_tokenizer(a: argparse.Namespace) -> None:
         pool += source_frames()
     print(f"data: {len(pool)} items, loaded in {time.time() - t0:.0f}s", flush=True)
     rng = np.random.default_rng(step + 1)
+    if step == 0 and a.pca:
+        _pca_init(tok, pool, rng)
+        with torch.no_grad():
+            xx = _batch(pool, 8, a.crop, rng)
+            mse = F.mse_loss(tok.decoder(tok.encoder(xx)).clamp(0, 1), xx).item()
+        print(f"PCA init: linear autoencoder PSNR {-10 * np.log10(mse):.2f} dB", flush=True)
     t_start, last_save = time.time(), time.time()
     n = cfg.n_scales
     while True:
@@ -121,6 +152,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
             _kmeans_init(tok, _batch(pool, 16, a.crop, rng))
             print("codebook initialised by k-means", flush=True)
         f = tok.encoder(x)
+        n_used = n
         if step < a.ae_steps:
             x_hat = tok.decoder(f)
             vq = torch.zeros(())
@@ -132,7 +164,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
                 usage *= 0.99
                 for idx in idxs:
                     usage += torch.bincount(idx.flatten(), minlength=cfg.codebook_size).float()
-        loss = _recon_loss(x_hat, x, a.w_msssim) + vq
+        loss = _recon_loss(x_hat, x, a.w_msssim) + a.w_vq * vq
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
@@ -150,7 +182,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
             with torch.no_grad():
                 mse = F.mse_loss(x_hat.clamp(0, 1), x).item()
             _log(out, {"stage": "tokenizer", "step": step, "loss": round(loss.item(), 5),
-                       "vq": round(float(vq), 5), "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
+                       "vq": round(float(vq), 5), "K": n_used, "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
                        "used": int((usage > 0.03).sum()), "wall_min": round((wall + time.time() - t_start) / 60, 1)})
         if time.time() - last_save > a.save_every:
             _save(ck, {"model": tok.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -161,12 +193,13 @@ def train_tokenizer(a: argparse.Namespace) -> None:
     print(f"saved {ck} at step {step}")
 
 
-def _tokenize_clips(tok: Tokenizer) -> list[list[list[torch.Tensor]]]:
+def _tokenize_clips(tok: Tokenizer, max_clips: int = 0) -> list[list[list[torch.Tensor]]]:
     """Per clip, per frame: tokens per scale (Hk, Wk) (float64 quantizer path, as at encode)."""
     from pipeline.codec.data import train_clips
 
     out = []
-    for clip in train_clips():
+    clips = train_clips()
+    for clip in clips[:max_clips] if max_clips else clips:
         frames = []
         for fr in clip:
             x = torch.from_numpy(fr).permute(2, 0, 1)[None].float() / 255.0
@@ -183,7 +216,8 @@ def train_context(a: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ck = out / "ckpt.pt"
     ts = torch.load(a.tokenizer, weights_only=False)
-    cfg = CodecConfig.from_dict(ts["config"])
+    cfg = replace(CodecConfig.from_dict(ts["config"]), ctx_dim=a.dim, ctx_layers=a.layers, ctx_heads=a.heads,
+                  ctx_mlp=a.mlp)
     tok = Tokenizer(cfg)
     tok.load_state_dict(ts["model"])
     tok.eval().requires_grad_(False)
@@ -201,7 +235,7 @@ def train_context(a: argparse.Namespace) -> None:
     if cache.exists():
         clips = torch.load(cache, weights_only=False)
     else:
-        clips = _tokenize_clips(tok)
+        clips = _tokenize_clips(tok, a.max_clips)
         torch.save(clips, cache)
     print(f"tokenized {len(clips)} clips in {time.time() - t0:.0f}s", flush=True)
     # full-size tiles only (batchable), with (clip, frame, tile) addressing
@@ -281,8 +315,10 @@ def export(a: argparse.Namespace) -> None:
     ts = torch.load(a.tokenizer, weights_only=False)
     state = {f"tokenizer.{k}": v for k, v in ts["model"].items()}
     meta = {"tokenizer_steps": ts["step"], "tokenizer_wall_s": round(ts["wall"])}
+    config = ts["config"]
     if a.context:
         cs = torch.load(a.context, weights_only=False)
+        config = cs["config"]
         state.update({f"context.{k}": v for k, v in cs["model"].items()})
         meta.update({"context_steps": cs["step"], "context_wall_s": round(cs["wall"])})
     else:
@@ -292,7 +328,7 @@ def export(a: argparse.Namespace) -> None:
         ctx = ContextModel(CodecConfig.from_dict(ts["config"]))
         state.update({f"context.{k}": v for k, v in ctx.state_dict().items()})
     Path(a.o).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": ts["config"], "state_dict": state, "meta": meta}, a.o)
+    torch.save({"config": config, "state_dict": state, "meta": meta}, a.o)
     print(f"wrote {a.o}: {meta}")
 
 
@@ -309,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lr", type=float, default=4e-4)
     t.add_argument("--qdrop", type=float, default=0.5)
     t.add_argument("--w-msssim", type=float, default=0.2)
+    t.add_argument("--w-vq", type=float, default=0.1, help="weight of codebook + 0.25·commitment loss")
+    t.add_argument("--no-pca", dest="pca", action="store_false", help="skip the PCA start")
     t.add_argument("--sources", action="store_true", help="also sparse frames of the permitted sources/")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--save-every", type=float, default=180)
@@ -320,9 +358,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--steps", type=int, default=10**9)
     c.add_argument("--batch", type=int, default=6)
     c.add_argument("--gop", type=int, default=16)
+    c.add_argument("--max-clips", type=int, default=0, help="tokenize only the first N train clips (smoke)")
     c.add_argument("--lr", type=float, default=5e-4)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--save-every", type=float, default=180)
+    d = CodecConfig()
+    c.add_argument("--dim", type=int, default=d.ctx_dim)
+    c.add_argument("--layers", type=int, default=d.ctx_layers)
+    c.add_argument("--heads", type=int, default=d.ctx_heads)
+    c.add_argument("--mlp", type=int, default=d.ctx_mlp)
     c.set_defaults(func=train_context)
     e = sub.add_parser("export")
     e.add_argument("--tokenizer", default="runs/tok/ckpt.pt")
