@@ -140,8 +140,11 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
     cols = [c for c in cols if c not in _Q or table.column(c).null_count < table.num_rows]
     rt = Table(title=title + (f" (first {max_rows} of {table.num_rows} rows)" if table.num_rows > max_rows
                               else ""))
+    headers = {"source_bytes": "source", "archived_bytes": "archived", "video_id": "video", "job_id": "job",
+               "scales": "K"}
     for c in cols:
-        rt.add_column(c, justify="left" if c in ("job_id", "video_id") else "right")
+        rt.add_column(headers.get(c, c), justify="left" if c in ("job_id", "video_id") else "right",
+                      no_wrap=True)
     data = {c: table.column(c).to_pylist()[:max_rows] for c in cols}
     for i in range(min(table.num_rows, max_rows)):
         cells = []
@@ -152,11 +155,13 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
             elif c.endswith("_bytes"):
                 cells.append(_fmt_bytes(v))
             elif c == "ratio":
-                cells.append(f"{v:.1f}×")
+                cells.append(f"{v:.0f}×" if v >= 100 else f"{v:.1f}×")
             elif c == "bpp":
                 cells.append(f"{v:.4f}")
             elif c in _Q:
                 cells.append(f"{v:.3f}" if c == "ms_ssim" else f"{v:.2f}")
+            elif c == "video_id":
+                cells.append(str(v)[:12])  # a unique prefix in practice; full ids are in CSV/Parquet
             elif c == "stored":
                 cells.append("yes" if v else "pruned")
             else:
