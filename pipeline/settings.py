@@ -18,7 +18,9 @@ This module imports neither Ray nor Prefect; `apply_environment` must run before
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -95,9 +97,12 @@ def apply_environment(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # a fresh database on a busy machine can take longer than Prefect's default 20 s to migrate
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     home = s.prefect_home or os.environ.get("PREFECT_HOME")
     if not home:
         home = tempfile.mkdtemp(prefix="progvc-prefect-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # ours alone: gone with the process
     os.environ["PREFECT_HOME"] = home
     if s.ray_address:
         os.environ["RAY_ADDRESS"] = s.ray_address
