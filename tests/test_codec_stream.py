@@ -142,3 +142,30 @@ def test_cli_encode_decode_info(tiny_weights, tiny_video, tmp_path, capsys):
     assert main(["decode", str(out), "-o", str(tmp_path / "v.mp4"), "--weights", tiny_weights, "--quiet",
                  "--predict", "none", "--scales", "1"]) == 0
     assert main(["decode", str(tmp_path / "missing.pgv"), "-o", str(y4m), "--weights", tiny_weights]) == 1
+
+
+def test_other_process_decodes_identically(tiny_weights, tmp_path):
+    """A stream encoded in another process (1 torch thread) decodes here to the same tokens/frames."""
+    import subprocess
+    import sys
+
+    from pipeline.codec import Codec
+    from tests.fixtures_codec import moving_clip
+
+    clip = moving_clip(3, 48, 80, seed=11)
+    np.save(tmp_path / "clip.npy", clip)
+    code = (
+        "import numpy as np, torch, pickle, sys; torch.set_num_threads(1);"
+        "from pipeline.codec import Codec;"
+        f"c = Codec.load({tiny_weights!r}); e = c.encode_gop(np.load({str(tmp_path / 'clip.npy')!r}));"
+        f"pickle.dump((c.model_id, e.chunks), open({str(tmp_path / 'enc.pkl')!r}, 'wb'))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    import pickle
+
+    model_id, chunks = pickle.load(open(tmp_path / "enc.pkl", "rb"))
+    here = Codec.load(tiny_weights)
+    assert model_id == here.model_id
+    assert here.encode_gop(clip).chunks == chunks
+    out = here.decode_gop(chunks, 3, 80, 48)
+    assert np.array_equal(out, here.decode_tokens(here.encode_tokens(clip), 80, 48))
