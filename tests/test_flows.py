@@ -124,3 +124,20 @@ def test_cli_compress_savings_prune_reserve(local_clips, tmp_path, ray_session, 
                  "--actors", "1"]) == 0
     info = video_io.probe(out_y4m)
     assert (info.width, info.height, info.frame_count) == (64, 48, 14)
+
+
+@pytest.mark.slow
+def test_schedule_run_once_serves_the_deployment(local_clips, tmp_path):
+    """`progvc schedule --run-once`: registers the cron deployment, runs it once through a Prefect runner
+    (a separate flow-run process), and the archive gets committed (ephemeral Prefect in a subprocess)."""
+    dest = tmp_path / "sched-archive"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
+    out = subprocess.run([sys.executable, "-m", "flows", "schedule", str(local_clips), "--dest", str(dest),
+                          "--weights", TINY_MODEL, "--actors", "1", "--cron", "0 3 * * *", "--run-once"],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "Completed" in out.stdout
+    from pipeline import manifest
+    from pipeline.store import open_store
+
+    assert len(manifest.committed_video_ids(open_store(str(dest)))) == 2
