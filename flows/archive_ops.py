@@ -71,5 +71,21 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     source = SourceInfo(uri=plan.source, size_bytes=plan.size_bytes, width=plan.width, height=plan.height,
                         fps=plan.fps_num / plan.fps_den)
     writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id)
-    rows = writer.archive_video(plan.video_id, header, gops, source, model_id)
+    rows = writer.archive_video(plan.video_id, header, gops, source, model_id, quality=video_quality(results))
     return int(sum(rows.column("byte_length").to_pylist()))
+
+
+def video_quality(results: list) -> dict[int, dict[str, float]] | None:
+    """Per scale count K, the mean over all frames of the video of PSNR-Y and MS-SSIM (from the actors'
+    per-GOP sums when the job measured quality), in the form `ArchiveWriter` takes; None otherwise."""
+    if not results or not all(r.extra.get("psnr_sum") for r in results):
+        return None
+    frames = sum(r.frame_count for r in results)
+    n = min(len(r.extra["psnr_sum"]) for r in results)
+    return {
+        k + 1: {
+            "psnr": sum(r.extra["psnr_sum"][k] for r in results) / frames,
+            "ms_ssim": sum(r.extra["ms_ssim_sum"][k] for r in results) / frames,
+        }
+        for k in range(n)
+    }

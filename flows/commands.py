@@ -48,6 +48,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         s3_endpoint=s.s3_endpoint,
         device=s.device,
         threshold=args.threshold,
+        quality=args.quality,
     )
     print_report(report)
     if args.json:
@@ -130,6 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=int, help="codec actors (default: one per GPU, else per CPU)")
     p.add_argument("--gop", type=int, help="maximum GOP length in frames (default 16)")
     p.add_argument("--threshold", type=float, default=None, help="keyframe colour distance, mean ΔE (default 10)")
+    p.add_argument("--quality", action="store_true",
+                   help="also measure PSNR-Y/MS-SSIM at every scale count (slower; shown by `savings`)")
     p.add_argument("--json", action="store_true", help="also print the job report as JSON")
     _add_common(p, model=True)
     p.set_defaults(func=cmd_compress)

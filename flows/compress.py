@@ -98,7 +98,8 @@ def commit_video_task(dest: str, s3_endpoint: str | None, job_id: str, plan, res
 
 @task(name="compress-video", cache_policy=NO_CACHE)
 def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id: str, n_keep: int,
-                        max_gop: int, threshold: float, progress: JobProgress | None) -> VideoOutcome:
+                        max_gop: int, threshold: float, progress: JobProgress | None,
+                        quality: bool = False) -> VideoOutcome:
     """Plan one source's GOPs on an actor, encode them on the pool, then commit them."""
     from pipeline.codec.container import GopEntry
     from pipeline.gop import group_gops
@@ -109,7 +110,8 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
     units = group_gops(gops, plan.seek_points, max_frames=max(UNIT_FRAMES, max_gop))
     if progress:
         progress.add_video(ident.video_id, plan.frame_count)
-    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit], n_keep))
+    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit], n_keep,
+                   quality))
              for ui, unit in enumerate(units)]
     results = [None] * len(gops)
     for _, res, err in pool.map("encode_unit", calls):
@@ -151,13 +153,15 @@ def compress(
     s3_endpoint: str | None = None,
     device: str = "auto",
     threshold: float | None = None,
+    quality: bool = False,
 ) -> dict:
     """Compress every video under `sources` (files, folders, `s3://` prefixes) into the archive `dest`.
 
     scales: keep the first K scale layers (0 = all); job: job name (default `job-<UTC time>`);
     actors: codec actors (0 = one per GPU, else per CPU); max_gop: frames per GOP at most;
     weights: codec weights path (or `random:tiny:<seed>` for tests); threshold: keyframe colour
-    distance (mean ΔE). Returns the job report (`JobReport.to_dict()`).
+    distance (mean ΔE); quality: also measure PSNR-Y and MS-SSIM of every video at every scale count
+    (decodes each GOP K times; shown by `savings`). Returns the job report (`JobReport.to_dict()`).
     """
     from pipeline.settings import Settings
     from workers.pool import CodecPool
@@ -200,7 +204,7 @@ def compress(
         with JobProgress(job_id, len(todo)) as progress:
             futures = [
                 (ident, compress_video_task.submit(pool, ident, dest, s3_endpoint, job_id, n_keep, max_gop,
-                                                   threshold, progress))
+                                                   threshold, progress, quality))
                 for ident in todo
             ]
             for ident, fut in futures:

@@ -93,13 +93,17 @@ def test_cli_compress_savings_prune_reserve(local_clips, tmp_path, ray_session, 
 
     dest = tmp_path / "archive"
     rc = main(["compress", str(local_clips), "--dest", str(dest), "--weights", TINY_MODEL, "--actors", "2",
-               "--gop", "8", "--scales", "3", "--job", "cli-1"])
+               "--gop", "8", "--scales", "3", "--job", "cli-1", "--quality"])
     assert rc == 0
     store = open_store(str(dest))
     rows = manifest.read_manifest(store)
     assert sorted(set(rows.column("scale").to_pylist())) == [0, 1, 2, 3]  # only K=3 layers stored
     assert len(set(rows.column("video_id").to_pylist())) == 2
     vid = rows.filter(rows.column("frame_count").to_numpy() == 14).column("video_id")[0].as_py()
+    layer_rows = rows.filter(rows.column("scale").to_numpy() > 0)
+    psnr = np.array(layer_rows.column("psnr").to_pylist(), dtype=float)
+    assert np.isfinite(psnr).all() and (psnr > 0).all()  # --quality measured every video at every K
+    assert np.isfinite(np.array(layer_rows.column("ms_ssim").to_pylist(), dtype=float)).all()
 
     csv, pq_path, png = tmp_path / "s.csv", tmp_path / "s.parquet", tmp_path / "s.png"
     rc = main(["savings", str(dest), "--by", "scale", "--csv", str(csv), "--parquet", str(pq_path),

@@ -191,9 +191,12 @@ class CodecActor:
             plan_s=time.perf_counter() - t0,
         )
 
-    def encode_unit(self, source: str, gops: list[tuple[int, int, int]], scales: int | None = None) -> list[GopResult]:
+    def encode_unit(self, source: str, gops: list[tuple[int, int, int]], scales: int | None = None,
+                    quality: bool = False) -> list[GopResult]:
         """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, scales 1..K
-        (`scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order."""
+        (`scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order.
+        `quality`: also decode each GOP at every k = 1..K (finer scales predicted, as re-serving does)
+        and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`."""
         from pipeline import video_io
 
         t0 = time.perf_counter()
@@ -206,7 +209,9 @@ class CodecActor:
         out: list[GopResult] = []
         for gi, f0, n in gops:
             t1 = time.perf_counter()
-            enc = self.codec.encode_gop(frames_THWC[f0 - first : f0 - first + n], scales=scales)
+            ref = frames_THWC[f0 - first : f0 - first + n]
+            enc = self.codec.encode_gop(ref, scales=scales)
+            extra = self._quality(ref, enc.chunks) if quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
                 GopResult(
@@ -219,9 +224,21 @@ class CodecActor:
                     ce_bits=[float(b) for b in enc.ce_bits],
                     busy_s=busy,
                     actor=self.name,
+                    extra=extra,
                 )
             )
         return out
+
+    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes]) -> dict:
+        from pipeline import metrics
+
+        T, H, W, _ = ref_THWC.shape
+        psnr, ssim = [], []
+        for k in range(1, len(chunks) + 1):
+            dec = self.codec.decode_gop(list(chunks[:k]), n_frames=T, width=W, height=H, predict="argmax")
+            psnr.append(float(metrics.psnr_y(ref_THWC, dec).sum()))
+            ssim.append(float(metrics.ms_ssim(ref_THWC, dec).sum()))
+        return {"psnr_sum": psnr, "ms_ssim_sum": ssim}
 
     def decode_gops(
         self,
