@@ -1,0 +1,199 @@
+"""`progvc eval CLIP... --out DIR`: rate-distortion of ProGVC vs x264 / x265 / AV1 on the same frames.
+
+Writes DIR/results.json (every point), DIR/summary.md (BD-rate and per-clip tables) and
+DIR/rd_<metric>.png. Encodes are cached by content hash (default ~/.cache/progvc-eval, or
+$PROGVC_EVAL_CACHE, or --cache), so a re-run only computes what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"}
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="rate-distortion evaluation vs x264/x265/AV1 (results.json, summary.md, RD plots)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("clips", nargs="+", metavar="CLIP", help="video files, or folders of them")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--codecs", default="progvc,x264,x265,av1", help="comma list of progvc,x264,x265,av1")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip from the start (default 16; 0 = all)")
+    p.add_argument("--gop", type=int, default=16, help="GOP length = keyframe interval for every codec")
+    p.add_argument("--weights", default=None, help="ProGVC weights (default models/progvc.pt)")
+    p.add_argument("--presets", default="medium,slow", help="x264/x265 presets (default medium,slow)")
+    p.add_argument("--av1-preset", default="8", help="SVT-AV1 preset 0..13 (default 8)")
+    p.add_argument("--scales", default=None, help="ProGVC scale counts K to evaluate, e.g. 4,6,8 (default all)")
+    p.add_argument(
+        "--predict",
+        default="argmax",
+        choices=("argmax", "sample", "none"),
+        help="how ProGVC fills untransmitted scales (default argmax)",
+    )
+    p.add_argument("--metrics", default="psnr_y,psnr_rgb,ms_ssim,vmaf", help="comma list of metrics")
+    p.add_argument(
+        "--bpp-range",
+        default="0.02,0.1",
+        help="bpp range the reference sweeps cover when ProGVC is not evaluated (default 0.02,0.1)",
+    )
+    p.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/progvc-eval)")
+    p.add_argument("--no-cache", action="store_true", help="compute everything, store nothing")
+    p.add_argument("--regenerate", default=None, help=argparse.SUPPRESS)  # documented command for summary.md
+    p.set_defaults(func=run)
+
+
+def _expand(clips: list[str]) -> list[Path]:
+    from pipeline.errors import VideoError
+
+    out: list[Path] = []
+    for c in clips:
+        p = Path(c)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+            if not found:
+                raise VideoError(f"{p}: folder holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise VideoError(f"{p}: no such file or folder; check the clip path")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pipeline import metrics as M
+    from pipeline.errors import ProGVCError
+    from pipeline.evaluate import report
+    from pipeline.evaluate.cache import DEFAULT_CACHE_DIR, EvalCache
+    from pipeline.evaluate.refcodecs import CODECS
+    from pipeline.evaluate.runner import EvalConfig, evaluate_clip
+
+    console = Console(stderr=True)
+    codecs = tuple(_csv(args.codecs))
+    bad = [c for c in codecs if c != "progvc" and c not in CODECS]
+    if bad:
+        raise ProGVCError(f"--codecs: unknown {', '.join(bad)}; choose from progvc, {', '.join(CODECS)}")
+    metric_names = tuple(_csv(args.metrics))
+    unknown = [m for m in metric_names if m not in M.METRICS]
+    if unknown:
+        raise ProGVCError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(M.METRICS)}")
+    notes: list[str] = []
+    if "vmaf" in metric_names and not M.vmaf_available():
+        metric_names = tuple(m for m in metric_names if m != "vmaf")
+        notes.append("VMAF skipped: imageio-ffmpeg's FFmpeg has no libvmaf filter here.")
+    lo, hi = (float(x) for x in _csv(args.bpp_range))
+    cfg = EvalConfig(
+        codecs=codecs,
+        presets=tuple(_csv(args.presets)),
+        av1_preset=args.av1_preset,
+        frames=args.frames,
+        gop=args.gop,
+        metrics=metric_names,
+        weights=args.weights,
+        predict=args.predict,
+        scales=tuple(int(k) for k in _csv(args.scales)) if args.scales else None,
+        default_bpp_range=(lo, hi),
+        notes=notes,
+    )
+    clips = _expand(args.clips)
+    cache = EvalCache(None if args.no_cache else (args.cache or DEFAULT_CACHE_DIR))
+
+    codec = None
+    progvc_desc = "not requested (--codecs)"
+    if "progvc" in codecs:
+        from pipeline.codec import Codec
+
+        try:
+            codec = Codec.load(args.weights)
+            src = args.weights or "models/progvc.pt"
+            progvc_desc = (
+                f"weights `{src}` (model id {codec.model_id}), scales {list(codec.cfg.scales)} "
+                f"(N = {codec.cfg.n_scales}), every K evaluated"
+                if cfg.scales is None
+                else f"weights `{src}` (model id {codec.model_id}), K in {list(cfg.scales)}"
+            )
+            progvc_desc += f", untransmitted scales predicted by `{cfg.predict}`"
+        except ProGVCError as exc:
+            if args.weights:  # the user asked for these weights: fail loudly
+                raise
+            progvc_desc = f"MISSING: {exc}"
+            notes.append(f"ProGVC points are missing: {exc}")
+
+    t0 = time.perf_counter()
+    points: list[dict] = []
+    facts: list[dict] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("clips", total=len(clips))
+        for clip in clips:
+            pts, f = evaluate_clip(clip, cfg, cache, codec, progress=lambda s: bar.update(task, description=s))
+            points += pts
+            facts.append(f)
+            bar.advance(task)
+        bar.update(task, description="done")
+    wall = time.perf_counter() - t0
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    refs = []
+    for name in ("x264", "x265", "av1"):
+        if name in codecs:
+            presets = [cfg.av1_preset] if name == "av1" else list(cfg.presets)
+            refs.append(f"{name} ({CODECS[name].encoder}, presets {', '.join(presets)}, CRF sweep)")
+    import av
+
+    meta = {
+        "command": "progvc eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 1 and sys.argv[1] == "eval"
+        else "progvc eval " + " ".join(shlex.quote(str(c)) for c in args.clips),
+        "regenerate": args.regenerate,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+        "wall_s": wall,
+        "computed_points": cache.misses,
+        "cached_points": cache.hits,
+        "frames": cfg.frames,
+        "gop": cfg.gop,
+        "metrics": list(metric_names),
+        "progvc": progvc_desc,
+        "model_id": codec.model_id if codec else None,
+        "references": "; ".join(refs) or "none",
+        "bits_definition": report.BITS_DEFINITION,
+        "versions": {"av": av.__version__, "libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))},
+        "notes": notes,
+        "clips": facts,
+    }
+    report.write_results_json(out / "results.json", points, meta)
+    report.write_summary(out / "summary.md", points, facts, meta, list(metric_names))
+    pngs = report.plot_rd(out, points, list(metric_names))
+    console.print(
+        f"progvc eval: {len(points)} points on {len(clips)} clip(s) in {wall:.0f} s "
+        f"({cache.hits} cached) -> {out / 'results.json'}, {out / 'summary.md'}, {', '.join(p.name for p in pngs)}"
+    )
+    for n in notes:
+        console.print(f"note: {n}")
+    return 0

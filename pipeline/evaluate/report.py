@@ -1,0 +1,275 @@
+"""Write `progvc eval` outputs: results.json (every point), summary.md (BD-rate and per-clip tables),
+rd_<metric>.png (bpp on x, one line per codec/preset, ProGVC's points labelled with K)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from pipeline.evaluate.bdrate import BDResult, bd_rate
+
+METRIC_LABEL = {"psnr_y": "PSNR-Y (dB)", "psnr_rgb": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF"}
+METRIC_SHORT = {"psnr_y": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ms_ssim": "MS-SSIM", "vmaf": "VMAF"}
+
+BITS_DEFINITION = (
+    "**Bits** = 8 × the bytes of the codec's own coded payload, the same rule for every codec: for x264/x265/"
+    "AV1 the sum of the encoder's packet sizes (raw elementary stream, parameter sets in-band, no container; "
+    "x264's informational version/options SEI removed and x265's switched off with `info=0`, since they "
+    "carry no picture data), for ProGVC the sum of the first K scale chunks of every GOP (each chunk's "
+    "length/checksum header included; the once-per-video stream header, like a container, is not). "
+    "bpp = bits ÷ (frames × width × height)."
+)
+
+
+def curve_label(p: dict) -> str:
+    return "ProGVC" if p["codec"] == "progvc" else f"{p['codec']} {p['preset']}"
+
+
+def _curves(points: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """clip -> curve label -> points sorted by bpp."""
+    out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for p in points:
+        out[p["clip"]][curve_label(p)].append(p)
+    for clip in out:
+        for lab in out[clip]:
+            out[clip][lab].sort(key=lambda p: p["bpp"])
+    return out
+
+
+def bd_table(points: list[dict], test: str, metrics: list[str]) -> dict[str, dict[str, dict[str, BDResult]]]:
+    """metric -> clip -> anchor label -> BD-rate of `test` curve vs that anchor."""
+    curves = _curves(points)
+    table: dict[str, dict[str, dict[str, BDResult]]] = {}
+    for m in metrics:
+        table[m] = {}
+        for clip, by_label in curves.items():
+            if test not in by_label:
+                continue
+            t = by_label[test]
+            row = {}
+            for lab, a in by_label.items():
+                if lab == test or lab == "ProGVC" and test != "ProGVC":
+                    continue
+                if not all(m in p["metrics"] for p in a + t):
+                    continue
+                row[lab] = bd_rate(
+                    [p["bpp"] for p in a],
+                    [p["metrics"][m] for p in a],
+                    [p["bpp"] for p in t],
+                    [p["metrics"][m] for p in t],
+                )
+            table[m][clip] = row
+    return table
+
+
+def _fmt_bd(r: BDResult | None, notes: dict[str, int]) -> str:
+    if r is None:
+        return "–"
+    if r.value is None:
+        reason = r.reason or "n/a"
+        if reason not in notes:
+            notes[reason] = len(notes) + 1
+        return f"n/a [{notes[reason]}]"
+    return f"{r.value:+.1f} %"
+
+
+def _bd_markdown(table: dict, metrics: list[str], anchors: list[str]) -> list[str]:
+    lines: list[str] = []
+    notes: dict[str, int] = {}
+    for m in metrics:
+        clips = sorted(table.get(m, {}))
+        if not clips:
+            continue
+        lines += [
+            f"**{METRIC_SHORT.get(m, m)}**",
+            "",
+            "| clip | " + " | ".join(anchors) + " |",
+            "|---|" + "---|" * len(anchors),
+        ]
+        means: dict[str, list[float]] = defaultdict(list)
+        for clip in clips:
+            cells = []
+            for a in anchors:
+                r = table[m][clip].get(a)
+                cells.append(_fmt_bd(r, notes))
+                if r is not None and r.value is not None:
+                    means[a].append(r.value)
+            lines.append(f"| {clip} | " + " | ".join(cells) + " |")
+        mean_cells = [
+            (f"{sum(means[a]) / len(means[a]):+.1f} % ({len(means[a])}/{len(clips)})" if means[a] else "–")
+            for a in anchors
+        ]
+        lines += ["| **mean (clips with overlap)** | " + " | ".join(mean_cells) + " |", ""]
+    if notes:
+        lines += ["Not computable:"] + [f"[{i}] {reason}" for reason, i in notes.items()] + [""]
+    return lines
+
+
+def _fmt(v: float | None, metric: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.4f}" if metric == "ms_ssim" else f"{v:.2f}"
+
+
+def write_results_json(path: Path, points: list[dict], meta: dict) -> None:
+    path.write_text(json.dumps({"meta": meta, "points": points}, indent=1))
+
+
+def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    curves = _curves(points)
+    clips = sorted(curves)
+    labels = sorted({lab for c in curves.values() for lab in c}, key=lambda s: (s != "ProGVC", s))
+    colors = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
+    written = []
+    for m in metrics:
+        n = len(clips)
+        if not n:
+            break
+        cols = min(3, n)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+        for ax, clip in zip(axes.flat, clips):
+            for lab in labels:
+                pts = [p for p in curves[clip].get(lab, []) if m in p["metrics"]]
+                if not pts:
+                    continue
+                x = [p["bpp"] for p in pts]
+                y = [p["metrics"][m] for p in pts]
+                style = dict(marker="o", ms=4, lw=2.2) if lab == "ProGVC" else dict(marker=".", ms=5, lw=1.2)
+                ax.plot(x, y, label=lab, color=colors[lab], **style)
+                if lab == "ProGVC":
+                    for p, xi, yi in zip(pts, x, y):
+                        ax.annotate(
+                            f"K={p['param']}",
+                            (xi, yi),
+                            textcoords="offset points",
+                            xytext=(3, -9),
+                            fontsize=7,
+                            color=colors[lab],
+                        )
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(clip, fontsize=10)
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel(METRIC_LABEL.get(m, m))
+            ax.grid(True, which="both", alpha=0.3)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        seen: dict[str, object] = {}
+        for ax in axes.flat:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(lab, h)
+        ncol = min(len(seen), 3 * cols)
+        legend_rows = math.ceil(len(seen) / max(ncol, 1))
+        fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=9)
+        fig.tight_layout(rect=(0, 0.05 * legend_rows / rows + 0.02, 1, 1))
+        path = out_dir / f"rd_{m}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict, metrics: list[str]) -> None:
+    curves = _curves(points)
+    anchors = sorted({curve_label(p) for p in points if p["codec"] != "progvc"})
+    has_progvc = any(p["codec"] == "progvc" for p in points)
+    L: list[str] = ["# ProGVC rate–distortion evaluation", ""]
+    if meta.get("regenerate"):
+        L += [f"Regenerate with: `{meta['regenerate']}`", ""]
+    L += [
+        f"Command: `{meta.get('command', '')}`  ",
+        f"Generated {meta.get('generated', '')} on {meta.get('host', '')}; wall time "
+        f"{meta.get('wall_s', 0):.0f} s ({meta.get('computed_points', 0)} points computed, "
+        f"{meta.get('cached_points', 0)} from the cache).",
+        "",
+        "## Setup",
+        "",
+        f"- Clips: first {meta.get('frames')} frames of each; GOP / keyframe interval {meta.get('gop')} frames for "
+        "every codec (x264/x265: `keyint=min-keyint`, no scene cut, closed GOP; SVT-AV1: `gop_size`).",
+        f"- ProGVC: {meta.get('progvc', 'not evaluated')}",
+        f"- References: {meta.get('references', '')}",
+        f"- {BITS_DEFINITION}",
+        "- Metrics on RGB frames, mean of per-frame values: PSNR-Y = BT.601 luma in full 8-bit range "
+        "(peak 255, no 16–235 scaling); PSNR-RGB over all three channels; MS-SSIM (pytorch-msssim, RGB, "
+        "5 scales; QCIF uses a 9-tap window because 11 taps need > 160 px); VMAF = libvmaf v0.6.1 model "
+        "in imageio-ffmpeg's FFmpeg (frames converted to BT.601 limited-range yuv420p). PSNR capped at 100 dB.",
+        "- Reference codecs get the RGB frames converted to yuv420p (BT.601, limited range) and are "
+        "measured after converting back; the round trip alone costs what the per-clip 'yuv420 ceiling' says. "
+        "Odd sizes would be padded (edge pixels) to even and cropped back; bpp always uses the original size.",
+        "- BD-rate: Bjøntegaard delta rate with PCHIP interpolation of log10(bpp) over quality (JVET/`bd-metric` "
+        "method), only over the quality range both curves cover, on each curve's Pareto front. Negative = "
+        "ProGVC needs fewer bits than that codec for the same quality.",
+        "",
+    ]
+    if meta.get("notes"):
+        L += ["Notes:", ""] + [f"- {n}" for n in meta["notes"]] + [""]
+    L += ["## BD-rate of ProGVC vs each reference codec", ""]
+    if has_progvc:
+        L += _bd_markdown(bd_table(points, "ProGVC", metrics), metrics, anchors)
+    else:
+        L += ["ProGVC points are missing from this run (see notes above), so there is no ProGVC BD-rate.", ""]
+    base = "x264 medium"
+    if base in anchors:
+        others = [a for a in anchors if a != base]
+        L += [f"## Sanity check: reference codecs vs {base} (BD-rate of the column codec)", ""]
+        table: dict = {m: {} for m in metrics}
+        for a in others:
+            t = bd_table([p for p in points if curve_label(p) in (base, a)], a, metrics)
+            for m in metrics:
+                for clip, row in t[m].items():
+                    table[m].setdefault(clip, {})[a] = row.get(base)
+        L += _bd_markdown(table, metrics, others)
+    L += [
+        "## Swept ranges (bpp, CRF) per reference codec, over all clips",
+        "",
+        "| codec | points | bpp min | bpp max | param range |",
+        "|---|---|---|---|---|",
+    ]
+    by_lab: dict[str, list[dict]] = defaultdict(list)
+    for p in points:
+        by_lab[curve_label(p)].append(p)
+    for lab in sorted(by_lab, key=lambda s: (s != "ProGVC", s)):
+        ps = by_lab[lab]
+        params = [p["param"] for p in ps]
+        L.append(
+            f"| {lab} | {len(ps)} | {min(p['bpp'] for p in ps):.4f} | {max(p['bpp'] for p in ps):.4f} | "
+            f"{ps[0]['param_name']} {min(params)}–{max(params)} |"
+        )
+    L += ["", "## Per clip", ""]
+    facts = {c["clip"]: c for c in clips}
+    heads = " | ".join(METRIC_SHORT.get(m, m) for m in metrics)
+    for clip in sorted(curves):
+        f = facts.get(clip, {})
+        ceil = f.get("yuv420_roundtrip", {})
+        L += [
+            f"### {clip}",
+            "",
+            f"{f.get('width')}×{f.get('height')}, {f.get('frames')} of {f.get('source_frames')} frames, fps "
+            f"{f.get('fps')}; yuv420 ceiling: PSNR-Y {ceil.get('psnr_y', float('nan')):.2f} dB, PSNR-RGB "
+            f"{ceil.get('psnr_rgb', float('nan')):.2f} dB; sweep target bpp "
+            f"{'–'.join(f'{x:.4f}' for x in f.get('sweep_bpp_target', []))}",
+            "",
+            f"| codec | param | bpp | {heads} | enc s | dec s |",
+            "|---|---|---|" + "---|" * len(metrics) + "---|---|",
+        ]
+        for lab in sorted(curves[clip], key=lambda s: (s != "ProGVC", s)):
+            for p in curves[clip][lab]:
+                vals = " | ".join(_fmt(p["metrics"].get(m), m) for m in metrics)
+                L.append(
+                    f"| {lab} | {p['param_name']}={p['param']} | {p['bpp']:.4f} | {vals} | "
+                    f"{p['encode_s']:.2f} | {p['decode_s']:.2f} |"
+                )
+        L.append("")
+    L += ["RD plots: " + ", ".join(f"[rd_{m}.png](rd_{m}.png)" for m in metrics), ""]
+    path.write_text("\n".join(L))

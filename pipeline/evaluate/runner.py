@@ -1,0 +1,336 @@
+"""Rate-distortion points for one clip: ProGVC at every scale count K and reference-codec CRF sweeps.
+
+A point is a plain dict (JSON-ready): clip, codec, preset, param_name, param, frames, width, height,
+gop, bits, bpp, encode_s, decode_s, metrics {name: clip mean}, per_frame {name: [values]}.
+`bpp` = bits / (frames x width x height) of the original (unpadded) frames.
+
+ProGVC: the frames are cut into GOPs of `gop` frames (the last one may be shorter); each GOP is
+encoded once (`Codec.encode_gop`, all N scales) and decoded from its first K chunks for K = 1..N
+(`Codec.decode_gop`, the untransmitted scales predicted as chosen by `predict`). bits(K) = 8 x the
+bytes of chunks 1..K of every GOP (each chunk's small length/checksum header included; the stream
+header, like a container, is not). encode_s is the time of that one encode, shared by every K.
+
+Reference codecs: a CRF sweep (see `sweep_crf`) that extends until it brackets the bpp range to
+cover (ProGVC's range when it was evaluated, else `default_bpp_range`), then fills gaps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline import metrics as M
+from pipeline.errors import ProGVCError
+from pipeline.evaluate import refcodecs
+from pipeline.evaluate.cache import EvalCache, frames_hash, key_of, pack_chunks, unpack_chunks
+
+Point = dict
+ProgressFn = Callable[[str], None]
+
+START_CRF = {"x264": 32, "x265": 32, "av1": 45}
+CRF_STEP = 6  # x264/x265 rates roughly halve every 6 CRF
+MAX_GAP_RATIO = 1.6  # fill the sweep until neighbouring points differ by less than this in bpp
+MAX_POINTS = 12  # per codec/preset and clip
+
+
+@dataclass
+class EvalConfig:
+    """What `progvc eval` measures (see pipeline/evaluate/cli.py for the flags)."""
+
+    codecs: tuple[str, ...] = ("progvc", "x264", "x265", "av1")
+    presets: tuple[str, ...] = ("medium", "slow")  # x264 / x265 presets
+    av1_preset: str = "8"  # SVT-AV1 preset (0 slowest .. 13 fastest)
+    frames: int = 16
+    gop: int = 16
+    metrics: tuple[str, ...] = M.METRICS
+    weights: str | None = None  # None: models/progvc.pt
+    predict: str = "argmax"
+    scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N
+    default_bpp_range: tuple[float, float] = (0.02, 0.1)  # sweep target when ProGVC is not evaluated
+    cache_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _lib_version() -> str:
+    v = av.library_versions.get("libavcodec", ())
+    return f"av{av.__version__}-lavc{'.'.join(str(x) for x in v)}"
+
+
+def _point(
+    clip: str,
+    codec: str,
+    preset: str,
+    param_name: str,
+    param: int,
+    ref: np.ndarray,
+    dist: np.ndarray,
+    bits: int,
+    encode_s: float,
+    decode_s: float,
+    metric_names: Iterable[str],
+    **extra,
+) -> Point:
+    T, H, W, _ = ref.shape
+    per_frame = M.compute_metrics(ref, dist, metric_names)
+    return {
+        "clip": clip,
+        "codec": codec,
+        "preset": preset,
+        "param_name": param_name,
+        "param": param,
+        "frames": T,
+        "width": W,
+        "height": H,
+        "bits": int(bits),
+        "bpp": bits / (T * W * H),
+        "encode_s": round(encode_s, 4),
+        "decode_s": round(decode_s, 4),
+        "metrics": M.clip_means(per_frame),
+        "per_frame": {k: [round(float(x), 5) for x in v] for k, v in per_frame.items()},
+        **extra,
+    }
+
+
+def _cached_point(cache: EvalCache, key: str, metric_names: Iterable[str]) -> Point | None:
+    p = cache.get("points", key)
+    if p is not None and all(m in p["metrics"] for m in metric_names):
+        return p
+    return None
+
+
+def gop_spans(n_frames: int, gop: int) -> list[tuple[int, int]]:
+    """(first_frame, frame_count) of fixed-length GOPs covering n_frames."""
+    return [(s, min(gop, n_frames - s)) for s in range(0, n_frames, gop)]
+
+
+def conversion_ceiling(frames_THWC: np.ndarray) -> dict[str, float]:
+    """PSNR of the RGB -> yuv420p -> RGB round trip alone (what any 4:2:0 reference codec loses)."""
+    T, H, W, _ = frames_THWC.shape
+    pw, ph = refcodecs.padded_size(W, H)
+    cs = refcodecs.colorspace_for(H)
+    out = []
+    for rgb in refcodecs.pad_frames(frames_THWC, pw, ph):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        f = f.reformat(format="yuv420p", dst_colorspace=cs, src_color_range="JPEG", dst_color_range="MPEG")
+        back = f.reformat(
+            format="rgb24", src_colorspace=cs, src_color_range="MPEG", dst_color_range="JPEG", interpolation="BICUBIC"
+        )
+        out.append(back.to_ndarray()[:H, :W])
+    rt = np.stack(out)
+    return {"psnr_y": float(M.psnr_y(frames_THWC, rt).mean()), "psnr_rgb": float(M.psnr_rgb(frames_THWC, rt).mean())}
+
+
+# ---- ProGVC -----------------------------------------------------------------------------------
+
+
+def progvc_points(
+    codec, clip: str, frames_THWC: np.ndarray, cfg: EvalConfig, cache: EvalCache, progress: ProgressFn | None = None
+) -> list[Point]:
+    """ProGVC at every requested scale count K (see module docstring for bits and timing)."""
+    T, H, W, _ = frames_THWC.shape
+    fh = frames_hash(frames_THWC)
+    base = {"clip": fh, "codec": "progvc", "model": codec.model_id, "gop": cfg.gop}
+    n_scales = codec.cfg.n_scales
+    ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
+    spans = gop_spans(T, cfg.gop)
+    enc_key = key_of({**base, "kind": "encode"})
+    enc: dict | None = None
+
+    def encoded() -> dict:
+        nonlocal enc
+        if enc is None:
+            enc = cache.get("progvc", enc_key)
+        if enc is None:
+            if progress:
+                progress(f"{clip}: ProGVC encode ({len(spans)} GOP)")
+            t0 = time.perf_counter()
+            gops = [codec.encode_gop(frames_THWC[s : s + n]) for s, n in spans]
+            enc = {
+                "chunks": pack_chunks([g.chunks for g in gops]),
+                "ce_bits": [list(map(float, g.ce_bits)) for g in gops],
+                "encode_s": time.perf_counter() - t0,
+            }
+            cache.put("progvc", enc_key, enc)
+        return enc
+
+    points = []
+    for k in ks:
+        key = key_of({**base, "kind": "point", "K": k, "predict": cfg.predict})
+        p = _cached_point(cache, key, cfg.metrics)
+        if p is None:
+            e = encoded()
+            chunks = unpack_chunks(e["chunks"])
+            if progress:
+                progress(f"{clip}: ProGVC decode K={k}/{n_scales}")
+            t0 = time.perf_counter()
+            dec = [
+                codec.decode_gop(c[:k], n, W, H, predict=cfg.predict, gop_index=g, context=clip)
+                for g, ((_, n), c) in enumerate(zip(spans, chunks))
+            ]
+            decode_s = time.perf_counter() - t0
+            bits = 8 * sum(len(ch) for c in chunks for ch in c[:k])
+            ce = sum(sum(c[:k]) for c in e["ce_bits"])
+            p = _point(
+                clip,
+                "progvc",
+                cfg.predict,
+                "K",
+                k,
+                frames_THWC,
+                np.concatenate(dec),
+                bits,
+                e["encode_s"],
+                decode_s,
+                cfg.metrics,
+                model_id=codec.model_id,
+                n_scales=n_scales,
+                ce_bits=ce,
+            )
+            cache.put("points", key, p)
+        p["clip"] = clip
+        points.append(p)
+    return points
+
+
+# ---- reference codecs -------------------------------------------------------------------------
+
+
+def sweep_crf(
+    evaluate: Callable[[int], Point], crf_min: int, crf_max: int, start: int, bpp_lo: float, bpp_hi: float
+) -> list[Point]:
+    """CRF points bracketing [bpp_lo, bpp_hi] (as far as the CRF range allows), gaps filled.
+
+    Steps up from `start` by CRF_STEP until a point is at or below bpp_lo (or crf_max), down until one
+    is at or above bpp_hi (or crf_min), then bisects CRF intervals whose bpp ratio exceeds
+    MAX_GAP_RATIO, at most MAX_POINTS points.
+    """
+    done: dict[int, Point] = {}
+
+    def bpp(c: int) -> float:
+        if c not in done:
+            done[c] = evaluate(c)
+        return done[c]["bpp"]
+
+    c = min(max(start, crf_min), crf_max)
+    while bpp(c) > bpp_lo and c < crf_max:
+        c = min(crf_max, c + CRF_STEP)
+    c = min(max(start, crf_min), crf_max)
+    while bpp(c) < bpp_hi and c > crf_min:
+        c = max(crf_min, c - CRF_STEP)
+    while len(done) < MAX_POINTS:
+        crfs = sorted(done)
+        gaps = [
+            (done[a]["bpp"] / max(done[b]["bpp"], 1e-12), a, b)
+            for a, b in zip(crfs, crfs[1:])
+            if b - a > 1
+            and min(done[a]["bpp"], done[b]["bpp"]) < bpp_hi
+            and max(done[a]["bpp"], done[b]["bpp"]) > bpp_lo
+        ]
+        gaps = [g for g in gaps if g[0] > MAX_GAP_RATIO]
+        if not gaps:
+            break
+        _, a, b = max(gaps)
+        bpp((a + b) // 2)
+    return [done[c] for c in sorted(done)]
+
+
+def reference_points(
+    codec: str,
+    preset: str,
+    clip: str,
+    frames_THWC: np.ndarray,
+    cfg: EvalConfig,
+    cache: EvalCache,
+    bpp_range: tuple[float, float],
+    fps: Fraction = Fraction(25),
+    progress: ProgressFn | None = None,
+) -> list[Point]:
+    """One reference codec/preset swept over CRF to cover `bpp_range` on these frames."""
+    rc = refcodecs.CODECS[codec]
+    T, H, W, _ = frames_THWC.shape
+    base = {
+        "clip": frames_hash(frames_THWC),
+        "codec": codec,
+        "preset": preset,
+        "gop": cfg.gop,
+        "fps": str(fps),
+        "lib": _lib_version(),
+        "bits": "payload-minus-info-sei-v1",
+    }
+
+    def evaluate(crf: int) -> Point:
+        key = key_of({**base, "crf": crf})
+        p = _cached_point(cache, key, cfg.metrics)
+        if p is None:
+            if progress:
+                progress(f"{clip}: {codec} {preset} crf {crf}")
+            enc = refcodecs.encode(frames_THWC, codec, preset, crf, gop=cfg.gop, fps=fps)
+            t0 = time.perf_counter()
+            dec = refcodecs.decode(enc, W, H)
+            decode_s = time.perf_counter() - t0
+            if dec.shape != frames_THWC.shape:
+                raise ProGVCError(f"{clip}: {codec} crf {crf} decoded {dec.shape}, expected {frames_THWC.shape}")
+            p = _point(
+                clip,
+                codec,
+                preset,
+                "crf",
+                crf,
+                frames_THWC,
+                dec,
+                enc.bits,
+                enc.encode_s,
+                decode_s,
+                cfg.metrics,
+                keyframes=list(enc.keyframes),
+                packets=len(enc.packets),
+                info_sei_bytes_removed=enc.stripped_bytes,
+            )
+            cache.put("points", key, p)
+        p["clip"] = clip
+        return p
+
+    lo, hi = bpp_range
+    return sweep_crf(evaluate, rc.crf_min, rc.crf_max, START_CRF[codec], lo, hi)
+
+
+def evaluate_clip(
+    path: str | Path, cfg: EvalConfig, cache: EvalCache, codec=None, progress: ProgressFn | None = None
+) -> tuple[list[Point], dict]:
+    """All RD points of one clip, and facts about it (size, frames, fps, conversion ceiling)."""
+    from pipeline import video_io
+
+    info = video_io.probe(path)
+    n = min(cfg.frames, info.frame_count) if cfg.frames else info.frame_count
+    frames = video_io.read_frames(path, 0, n)
+    clip = Path(path).stem
+    facts = {
+        "clip": clip,
+        "path": str(path),
+        "width": info.width,
+        "height": info.height,
+        "fps": str(info.fps),
+        "frames": int(frames.shape[0]),
+        "source_frames": info.frame_count,
+        "frames_sha256": frames_hash(frames),
+        "yuv420_roundtrip": conversion_ceiling(frames),
+    }
+    points: list[Point] = []
+    if "progvc" in cfg.codecs and codec is not None:
+        points += progvc_points(codec, clip, frames, cfg, cache, progress)
+    pv = [p["bpp"] for p in points if p["codec"] == "progvc"]
+    bpp_range = (min(pv), max(pv)) if pv else cfg.default_bpp_range
+    facts["sweep_bpp_target"] = list(bpp_range)
+    for name in ("x264", "x265", "av1"):
+        if name not in cfg.codecs:
+            continue
+        presets = [cfg.av1_preset] if name == "av1" else list(cfg.presets)
+        for preset in presets:
+            points += reference_points(name, preset, clip, frames, cfg, cache, bpp_range, info.fps, progress)
+    return points, facts
