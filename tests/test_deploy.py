@@ -47,6 +47,15 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _proc_table() -> dict[int, tuple[int, int]]:
     """pid -> (ppid, pgid) of every live process, from /proc (Linux)."""
     table = {}
@@ -126,7 +135,8 @@ def external_ray(s3_server):
     explicitly so the result does not depend on that file).
 
     Its workers (the codec actors) get the S3 settings from the environment of `ray start`, like the
-    Ray containers of infra/compose.yaml. Yields (address, temp_dir, env a driver needs)."""
+    Ray containers of infra/compose.yaml. Yields (GCS address, temp dir, env a driver on this node
+    needs, Ray client address)."""
     tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths are length-limited
     (gcs, client, dash, agent_http, agent_grpc, metrics, node_mgr, obj_mgr, rt_env) = free_ports(9)
     cmd = [
@@ -144,7 +154,7 @@ def external_ray(s3_server):
     try:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"ray start failed:\n{out[-3000:]}"
-        yield f"127.0.0.1:{gcs}", tmp, {"RAY_ADDRESS": f"127.0.0.1:{gcs}", **auth}
+        yield f"127.0.0.1:{gcs}", tmp, {"RAY_ADDRESS": f"127.0.0.1:{gcs}", **auth}, f"ray://127.0.0.1:{client}"
     finally:
         stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -224,7 +234,7 @@ print("RESULT " + json.dumps({"report": report, "gcs": ctx.gcs_address,
 @pytest.mark.timeout(600)
 def test_compress_flow_on_external_ray(external_ray, prefect_server, s3_server, tmp_path):
     """The flow joins the cluster named by RAY_ADDRESS; its codec actors run in that cluster's raylet."""
-    address, ray_tmp, ray_env = external_ray
+    address, ray_tmp, ray_env, _ = external_ray
     bucket = new_bucket(s3_server)
     sources = upload_sources(s3_server, bucket)
     dest = f"s3://{bucket}/archive"
@@ -253,7 +263,7 @@ def _flow_run_state(api: str, run_id: str) -> dict:
 def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_server, tmp_path):
     """`prefect deploy` of prefect.yaml's `compress` deployment on a real server, a run triggered and
     picked up by a process worker of the deployment's work pool, completing against SeaweedFS."""
-    _, _, ray_env = external_ray
+    _, ray_tmp, ray_env, client_address = external_ray
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     dep = compress_deployment(spec)
     pool = dep["work_pool"]["name"]
@@ -284,8 +294,15 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
 
-    # the worker carries the environment a deployment runs with: Ray cluster and S3 settings
-    wenv = client_env(prefect_server, tmp_path, **ray_env, **s3_env(s3_server))
+    # the worker carries the environment a deployment runs with: Ray cluster and S3 settings. Like the
+    # Prefect worker of infra/compose.yaml and infra/k8s, it reaches Ray through the Ray client (ray://).
+    # Ray's client proxy always starts its per-session server on 127.0.0.1:23000 first (a constant in
+    # ray.util.client.server.proxier); when another Ray on this shared machine holds that port, use the
+    # GCS address instead (the deployment path is the same; only the transport to Ray differs).
+    via_client = port_is_free(23000)
+    ray_address = client_address if via_client else ray_env["RAY_ADDRESS"]
+    wenv = client_env(prefect_server, tmp_path, **dict(ray_env, RAY_ADDRESS=ray_address), **s3_env(s3_server))
+    n_logs = len(list((ray_tmp / "session_latest" / "logs").glob("ray_client_server*")))
     wlog = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"],
                               env=wenv, cwd=tmp_path, stdout=wlog, stderr=subprocess.STDOUT,
@@ -301,6 +318,12 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     finally:
         stop_group(worker)
         wlog.close()
-    assert state["type"] == "COMPLETED", f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+    client_errs = "".join(p.read_text(errors="replace")[-1500:]
+                          for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server*.err"))
+    assert state["type"] == "COMPLETED", (
+        f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}\nRay client server logs:\n{client_errs}")
     ids, manifests = archived_video_ids(s3_server, bucket, "archive")
     assert len(ids) == len(sources) and manifests, (ids, manifests)
+    # the run went through the cluster's Ray client server (one server process per client session)
+    client_logs = sorted(p.name for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server*"))
+    assert len(client_logs) > n_logs or not via_client, client_logs
