@@ -157,6 +157,12 @@ def test_dockerfile_multistage_nonroot_weights_no_build_tools(variant):
     else:
         assert re.search(r"/whl/cu\d{3}$", index), index
     assert "${TORCH_INDEX}" in b_runs
+    # Ray pinned to the tested version (nodes, workers and clients must match)
+    import ray
+
+    assert re.search(r'"ray\[default\]==\$\{RAY_VERSION\}"', b_runs), "ray not pinned in the image"
+    ray_arg = [a for k, a in build["instructions"] if k == "ARG" and a.startswith("RAY_VERSION=")]
+    assert ray_arg == [f"RAY_VERSION={ray.__version__}"], ray_arg
 
 
 @pytest.mark.parametrize("variant", sorted(DOCKERFILES))

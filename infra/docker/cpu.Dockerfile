@@ -23,7 +23,10 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY pipeline/ pipeline/
 COPY workers/ workers/
 COPY flows/ flows/
-RUN pip install -c constraints.txt . && pip check
+# Ray pinned to the version the project is tested with: every node, the Prefect worker and any Ray
+# client must run the same Ray (and Python); k8s/raycluster.yaml's rayVersion says the same.
+ARG RAY_VERSION=2.60.0
+RUN pip install -c constraints.txt . "ray[default]==${RAY_VERSION}" && pip check
 
 # ---- stage 2: runtime (no build tools; non-root) -------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
