@@ -321,6 +321,9 @@ def test_compose_images_ports_loopback_and_wiring(prefect_yaml):
     gcs = _flag(services["ray-worker"]["command"], "--address")
     assert gcs == f"ray-head:{_flag(head_cmd, '--port')}"
     assert {k for k in env if k.startswith("PROGVC_")} <= settings_env_names()
+    for name in ("ray-head", "ray-worker", "ray-worker-gpu"):  # Ray nodes are not clients of themselves
+        assert "RAY_ADDRESS" not in services[name].get("environment", {}), name
+        assert services[name]["environment"]["AWS_ENDPOINT_URL_S3"] == env["AWS_ENDPOINT_URL_S3"], name
     # the worker polls the pool the deployment targets; the GPU worker asks for NVIDIA devices
     wcmd = services["prefect-worker"]["command"]
     assert _flag(wcmd, "--pool") == compress_deployment(prefect_yaml)["work_pool"]["name"]
