@@ -36,6 +36,22 @@ def test_pool_resources_and_model(tiny_pool, ray_session):
     assert len({i["actor"] for i in tiny_pool.infos}) == 2  # two separate processes
 
 
+def test_resources_follow_the_cluster():
+    from pipeline.errors import ProGVCError
+    from workers.pool import plan_resources
+
+    n, r = plan_resources(0, "auto", {"CPU": 16.0, "GPU": 2.0})
+    assert (n, r.num_gpus, r.device) == (2, 1.0, "cuda")  # one actor per GPU
+    n, r = plan_resources(4, "auto", {"CPU": 16.0, "GPU": 1.0})
+    assert (n, r.num_gpus, r.device) == (4, 0.25, "cuda")  # four actors share one GPU
+    n, r = plan_resources(0, "auto", {"CPU": 8.0})
+    assert (n, r.num_cpus, r.num_gpus, r.device) == (8, 1, 0, "cpu")
+    n, r = plan_resources(0, "cpu", {"CPU": 8.0, "GPU": 1.0})
+    assert r.device == "cpu" and r.num_gpus == 0
+    with pytest.raises(ProGVCError, match="no GPU"):
+        plan_resources(1, "cuda", {"CPU": 8.0})
+
+
 def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
     from pipeline.archive import video_id_of
 

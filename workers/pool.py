@@ -55,17 +55,20 @@ class ActorResources:
     device: str
 
 
-def plan_resources(n_actors: int, device: str = "auto") -> tuple[int, ActorResources]:
-    """Actor count and per-actor resources from the cluster: a GPU share each when it has GPUs."""
-    import ray
+def plan_resources(n_actors: int, device: str = "auto", cluster: dict[str, float] | None = None
+                   ) -> tuple[int, ActorResources]:
+    """Actor count and per-actor resources from the cluster's totals (`ray.cluster_resources()` unless
+    given): with GPUs, one actor per GPU by default, each asking for a GPU share (at most 1); without,
+    one actor per CPU, 1 CPU each."""
+    if cluster is None:
+        import ray
 
-    res = ray.cluster_resources()
-    gpus = float(res.get("GPU", 0.0))
-    cpus = float(res.get("CPU", 1.0))
-    use_gpu = gpus > 0 and device in ("auto", "cuda")
+        cluster = ray.cluster_resources()
+    gpus = float(cluster.get("GPU", 0.0))
+    cpus = float(cluster.get("CPU", 1.0))
     if device == "cuda" and gpus <= 0:
         raise ProGVCError("device=cuda but the Ray cluster has no GPU; use --device auto or cpu")
-    if use_gpu:
+    if gpus > 0 and device in ("auto", "cuda"):
         n = n_actors or max(1, int(gpus))
         return n, ActorResources(num_cpus=1, num_gpus=min(1.0, gpus / n), device="cuda")
     n = n_actors or max(1, int(cpus))
