@@ -89,7 +89,7 @@ def test_bounded_in_flight(tiny_pool, clip):
     calls = [(i, (clip, [(0, (i % 5) * 4, 4)])) for i in range(10)]
     out = []
     for tag, res, err in tiny_pool.map("encode_unit", calls):
-        assert err is None
+        assert err is None and res[0].frame_count == 4
         seen.append(max(tiny_pool._load))
         out.append(tag)
     assert sorted(out) == list(range(10))
