@@ -46,17 +46,15 @@ def rgb_to_lab(rgb_HWC: np.ndarray) -> np.ndarray:
 
 
 def color_signature(rgb_HWC: np.ndarray, grid: int = DEFAULT_GRID) -> np.ndarray:
-    """Mean Lab colour per block of a `grid`×`grid` layout: (grid, grid, 3) float64."""
+    """Mean Lab colour per block of a `grid`×`grid` layout: (grid, grid, 3) float64 (fewer blocks on a
+    side shorter than `grid` pixels)."""
     lab = rgb_to_lab(rgb_HWC)
     H, W = lab.shape[:2]
-    g_h, g_w = min(grid, H), min(grid, W)
-    ys = np.linspace(0, H, g_h + 1).astype(int)
-    xs = np.linspace(0, W, g_w + 1).astype(int)
-    sig = np.empty((g_h, g_w, 3))
-    for i in range(g_h):
-        for j in range(g_w):
-            sig[i, j] = lab[ys[i] : ys[i + 1], xs[j] : xs[j + 1]].reshape(-1, 3).mean(axis=0)
-    return sig
+    ys = np.linspace(0, H, min(grid, H) + 1).astype(int)
+    xs = np.linspace(0, W, min(grid, W) + 1).astype(int)
+    sums = np.add.reduceat(np.add.reduceat(lab, ys[:-1], axis=0), xs[:-1], axis=1)
+    area = np.outer(np.diff(ys), np.diff(xs))[..., None]
+    return sums / area
 
 
 def color_distance(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
