@@ -4,9 +4,11 @@ Every reference encode follows the same rules so the comparison with ProGVC is l
 - input: the same RGB uint8 frames ProGVC gets, converted to BT.601 (BT.709 from 720 lines up)
   limited-range yuv420p exactly as `pipeline.video_io.write_video` does; reconstructions are converted
   back with the same matrix, so metrics compare RGB with RGB for every codec;
-- odd sizes: 4:2:0 needs even width/height and x265 needs >= 16 px, so frames are padded on the right/
-  bottom by repeating the edge pixels, encoded, decoded and cropped back; bits still count against the
-  original W x H (the padding costs the reference codec a little, never ProGVC);
+- odd sizes: 4:2:0 needs even width/height, so frames are padded on the right/bottom by repeating the
+  edge pixels, encoded, decoded and cropped back; bits still count against the original W x H (the
+  padding costs the reference codec a little, never ProGVC). Tiny frames are padded to 16 px a side
+  (x264, AV1) or 64 px (x265: this libx265 build corrupts its heap and aborts the process on some small
+  sizes, e.g. 40x24, 48x24, 40x16; no size of 64 px or more a side crashed in our probes);
 - fixed keyframe interval `gop` (ProGVC's GOP length), no scene-cut keyframes, closed GOPs;
 - one quality knob per codec: CRF (x264/x265 0..51, SVT-AV1 1..63);
 - bits = 8 x the sum of the encoder's packet sizes (raw elementary stream: parameter sets are in-band,
@@ -31,7 +33,7 @@ from pipeline.errors import ProGVCError
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner at info level otherwise
 
-MIN_SIDE = 16  # x265 refuses smaller frames
+MIN_SIDE = {"x264": 16, "x265": 64, "av1": 16}  # smallest padded side per codec (see module doc)
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,10 @@ def colorspace_for(height: int) -> str:
     return "ITU709" if height >= 720 else "ITU601"
 
 
-def padded_size(width: int, height: int) -> tuple[int, int]:
-    """Encoded size: even and at least MIN_SIDE on each side."""
-    return max(MIN_SIDE, width + width % 2), max(MIN_SIDE, height + height % 2)
+def padded_size(width: int, height: int, codec: str = "x264") -> tuple[int, int]:
+    """Encoded size for `codec`: even and at least MIN_SIDE[codec] on each side."""
+    m = MIN_SIDE[codec]
+    return max(m, width + width % 2), max(m, height + height % 2)
 
 
 def pad_frames(frames_THWC: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -144,7 +147,7 @@ def encode(
     if not rc.crf_min <= crf <= rc.crf_max:
         raise ProGVCError(f"{codec}: CRF {crf} outside {rc.crf_min}..{rc.crf_max}")
     T, H, W, _ = frames_THWC.shape
-    pw, ph = padded_size(W, H)
+    pw, ph = padded_size(W, H, codec)
     cs = colorspace_for(H)
     yuv = []
     for i, rgb in enumerate(pad_frames(frames_THWC, pw, ph)):

@@ -1,0 +1,154 @@
+"""`progvc eval` parts: reference codecs through real PyAV, CRF sweeps, and the CLI end to end with the
+tiny random ProGVC model (real codec, real encoders, real libvmaf)."""
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import metrics, video_io
+from pipeline.evaluate import refcodecs
+from pipeline.evaluate.runner import MAX_GAP_RATIO, gop_spans, sweep_crf
+
+
+def moving_clip(T: int = 8, H: int = 64, W: int = 96, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    tex = rng.normal(0, 10, (H + 8, W + 8))
+    out = []
+    for t in range(T):
+        base = 120 + 60 * np.sin((xx + 2 * t) / 9.0) * np.cos((yy + t) / 13.0) + tex[t % 8 : t % 8 + H, :W]
+        out.append(np.stack([base, 0.7 * base + 40, 255 - base], axis=-1))
+    return np.clip(np.stack(out), 0, 255).round().astype(np.uint8)
+
+
+def test_x264_bits_equal_sum_of_packet_sizes(tmp_path):
+    frames = moving_clip(8)
+    enc = refcodecs.encode(frames, "x264", "medium", 30, gop=4)
+    assert enc.bits == 8 * sum(len(p) for p in enc.packets)
+    # independent count: write the elementary stream, demux it with FFmpeg's H.264 parser, sum packet.size
+    path = tmp_path / "x.h264"
+    path.write_bytes(b"".join(enc.packets))
+    with av.open(str(path), format="h264") as c:
+        demuxed = [p for p in c.demux(video=0) if p.size]
+        assert sum(p.size for p in demuxed) * 8 == enc.bits
+    with av.open(str(path), format="h264") as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
+    # the informational x264 SEI (version/options string) was removed and nothing else
+    assert 200 < enc.stripped_bytes < 2000
+    assert not any(b"x264 - core" in p for p in enc.packets)
+    dec = refcodecs.decode(enc, 96, 64)
+    assert dec.shape == frames.shape and metrics.psnr_y(frames, dec).mean() > 25
+
+
+def test_strip_info_sei_keeps_other_nal_units():
+    sps = b"\x00\x00\x00\x01\x67\x42\x00\x1e"
+    sei = b"\x00\x00\x01\x06\x05\x10" + b"\xaa" * 16 + b"x264 - core 165 options" + b"\x80"
+    idr = b"\x00\x00\x01\x65\x88\x84\x00\x33\x00"
+    out = refcodecs.strip_info_sei("x264", sps + sei + idr)
+    assert b"x264 - core" not in out
+    assert b"\x67\x42\x00\x1e" in out and b"\x65\x88\x84\x00\x33\x00" in out
+    other_sei = b"\x00\x00\x01\x06\x04\x02\xb5\x00\x80"  # registered user data: kept
+    assert refcodecs.strip_info_sei("x264", sps + other_sei + idr) == sps + other_sei + idr
+    assert refcodecs.strip_info_sei("x265", sps + sei) == sps + sei  # only x264 is touched
+
+
+@pytest.mark.parametrize(("codec", "preset", "crf"), [("x264", "medium", 28), ("x265", "medium", 30), ("av1", "8", 40)])
+def test_reference_codecs_keyframe_interval_and_roundtrip(codec, preset, crf):
+    frames = moving_clip(8)
+    enc = refcodecs.encode(frames, codec, preset, crf, gop=4, fps=Fraction(25))
+    assert enc.keyframes == (0, 4), f"{codec}: keyframes at packets {enc.keyframes}"
+    dec = refcodecs.decode(enc, 96, 64)
+    assert dec.shape == frames.shape
+    assert metrics.psnr_rgb(frames, dec).mean() > 22
+
+
+def test_odd_size_is_padded_and_cropped_back():
+    frames = moving_clip(3, H=23, W=37)
+    assert refcodecs.padded_size(37, 23) == (38, 24)
+    assert refcodecs.padded_size(9, 7) == (16, 16)
+    assert refcodecs.padded_size(37, 23, "x265") == (64, 64)
+    for codec, preset in (("x264", "medium"), ("x265", "medium"), ("av1", "8")):
+        enc = refcodecs.encode(frames, codec, preset, 10)
+        dec = refcodecs.decode(enc, 37, 23)
+        assert dec.shape == frames.shape
+        assert metrics.psnr_y(frames, dec).mean() > 30, codec
+
+
+def test_sweep_brackets_target_range_and_fills_gaps():
+    calls = []
+
+    def evaluate(crf: int) -> dict:
+        calls.append(crf)
+        return {"param": crf, "bpp": 2.0 ** (-(crf - 20) / 6)}  # rate halves every 6 CRF
+
+    pts = sweep_crf(evaluate, 0, 51, 32, 0.05, 0.2)
+    bpps = sorted(p["bpp"] for p in pts)
+    assert bpps[0] <= 0.05 and bpps[-1] >= 0.2
+    assert all(b / a <= MAX_GAP_RATIO for a, b in zip(bpps, bpps[1:]))
+    assert len(calls) == len(set(calls))  # each CRF encoded once
+    # a target below what the CRF range can reach stops at crf_max
+    low = sweep_crf(evaluate, 0, 51, 32, 1e-6, 0.01)
+    assert max(p["param"] for p in low) == 51
+
+
+def test_gop_spans():
+    assert gop_spans(16, 16) == [(0, 16)]
+    assert gop_spans(20, 8) == [(0, 8), (8, 8), (16, 4)]
+
+
+def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
+    from flows.cli import main
+    from pipeline.codec import Codec, CodecConfig
+
+    clip = tmp_path / "tiny.y4m"
+    video_io.write_video(clip, moving_clip(6, H=64, W=64), fps=25)
+    weights = tmp_path / "tiny.pt"
+    codec = Codec.random(CodecConfig.tiny(), seed=0)
+    codec.save(weights)
+    out = tmp_path / "ev"
+    argv = [
+        "eval",
+        str(clip),
+        "--out",
+        str(out),
+        "--weights",
+        str(weights),
+        "--codecs",
+        "progvc,x264",
+        "--presets",
+        "medium",
+        "--frames",
+        "6",
+        "--gop",
+        "4",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    assert main(argv) == 0
+    for name in ("results.json", "summary.md", "rd_psnr_y.png", "rd_ms_ssim.png", "rd_vmaf.png"):
+        assert (out / name).stat().st_size > 0, name
+    res = json.loads((out / "results.json").read_text())
+    pv = sorted((p for p in res["points"] if p["codec"] == "progvc"), key=lambda p: p["param"])
+    assert [p["param"] for p in pv] == [1, 2, 3, 4]
+    assert all(a["bits"] < b["bits"] for a, b in zip(pv, pv[1:]))  # more scales, more bits
+    # bits of K = N equal the chunks of a fresh encode of the same two GOPs (4 + 2 frames)
+    frames = video_io.read_frames(clip, 0, 6)
+    fresh = sum(len(c) for g in (codec.encode_gop(frames[:4]), codec.encode_gop(frames[4:])) for c in g.chunks)
+    assert pv[-1]["bits"] == 8 * fresh
+    x264 = [p for p in res["points"] if p["codec"] == "x264"]
+    assert len(x264) >= 3 and all(p["keyframes"] == [0, 4] for p in x264)
+    assert min(p["bpp"] for p in x264) <= pv[0]["bpp"] or max(p["param"] for p in x264) == 51
+    for p in res["points"]:
+        assert set(p["metrics"]) == {"psnr_y", "psnr_rgb", "ms_ssim", "vmaf"}
+        assert p["bpp"] == pytest.approx(p["bits"] / (6 * 64 * 64))
+    summary = (out / "summary.md").read_text()
+    assert "BD-rate of ProGVC" in summary and "x264 medium" in summary and "Bits" in summary
+    assert res["meta"]["computed_points"] > 0
+    # a second run computes nothing new
+    assert main(argv) == 0
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["meta"]["computed_points"] == 0 and res2["meta"]["cached_points"] == len(res2["points"])
+    assert [p["bits"] for p in res2["points"]] == [p["bits"] for p in res["points"]]
