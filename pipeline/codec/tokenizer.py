@@ -78,6 +78,8 @@ class Phi(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c, c, 3, padding=1)
         self.ratio = ratio
+        nn.init.dirac_(self.conv.weight)  # start as the identity: subtract exactly what was quantized
+        nn.init.zeros_(self.conv.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return h * (1 - self.ratio) + self.conv(h) * self.ratio

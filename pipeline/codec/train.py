@@ -87,21 +87,8 @@ def _pca_init(tok: Tokenizer, pool: list[np.ndarray], rng: np.random.Generator, 
 
 
 @torch.no_grad()
-def _kmeans_init(tok: Tokenizer, x: torch.Tensor, iters: int = 15) -> None:
-    """Codebook ← k-means of residual vectors at every scale (residuals as if quantization were exact)."""
-    q = tok.quant
-    f = tok.encoder(x)
-    th, tw = f.shape[-2:]
-    f_rest = f.clone()
-    vecs = []
-    for k, (hk, wk) in enumerate(q.sizes(th, tw)):
-        r = F.interpolate(f_rest, size=(hk, wk), mode="area") if (hk, wk) != (th, tw) else f_rest
-        vecs.append(r.permute(0, 2, 3, 1).reshape(-1, r.shape[1]))
-        f_rest = f_rest - q.phi_for(k)(_up(r, (th, tw)))
-    v = torch.cat(vecs)
-    n = q.codebook.weight.shape[0]
-    g = torch.Generator().manual_seed(0)
-    c = v[torch.randint(len(v), (n,), generator=g)].clone()
+def _kmeans(v: torch.Tensor, c: torch.Tensor, iters: int, g: torch.Generator) -> torch.Tensor:
+    n = len(c)
     for _ in range(iters):
         a = torch.cdist(v, c).argmin(1)
         s = torch.zeros_like(c).index_add_(0, a, v)
@@ -109,7 +96,33 @@ def _kmeans_init(tok: Tokenizer, x: torch.Tensor, iters: int = 15) -> None:
         ok = cnt > 0
         c[ok] = s[ok] / cnt[ok, None]
         c[~ok] = v[torch.randint(len(v), (int((~ok).sum()),), generator=g)]
-    q.codebook.weight.copy_(c)
+    return c
+
+
+@torch.no_grad()
+def _kmeans_init(tok: Tokenizer, x: torch.Tensor, rounds: int = 3, iters: int = 10) -> None:
+    """Codebook ← k-means of the residual vectors of every scale; repeated `rounds` times, each time on
+    the residuals the current codebook actually leaves (round 0: residuals of exact quantization)."""
+    q = tok.quant
+    f = tok.encoder(x)
+    th, tw = f.shape[-2:]
+    g = torch.Generator().manual_seed(0)
+    c = None
+    for r in range(rounds):
+        f_rest = f.clone()
+        vecs = []
+        for k, (hk, wk) in enumerate(q.sizes(th, tw)):
+            res = F.interpolate(f_rest, size=(hk, wk), mode="area") if (hk, wk) != (th, tw) else f_rest
+            vecs.append(res.permute(0, 2, 3, 1).reshape(-1, res.shape[1]))
+            z = res if r == 0 else q.codebook.weight[q.lookup(res, q.codebook.weight)].permute(0, 3, 1, 2)
+            f_rest = f_rest - q.phi_for(k)(_up(z, (th, tw)))
+        v = torch.cat(vecs)
+        if c is None:
+            c = v[torch.randint(len(v), (q.codebook.weight.shape[0],), generator=g)].clone()
+        c = _kmeans(v, c, iters, g)
+        q.codebook.weight.copy_(c)
+        err = F.mse_loss(f - f_rest, f).item() if r else float("nan")
+        print(f"k-means round {r}: {len(v)} residual vectors, latent mse after RQ {err:.4f}", flush=True)
 
 
 def train_tokenizer(a: argparse.Namespace) -> None:
@@ -149,7 +162,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
             break
         x = _batch(pool, a.batch, a.crop, rng)
         if step == a.ae_steps:
-            _kmeans_init(tok, _batch(pool, 16, a.crop, rng))
+            _kmeans_init(tok, _batch(pool, 24, a.crop, rng))
             print("codebook initialised by k-means", flush=True)
         f = tok.encoder(x)
         n_used = n
