@@ -262,3 +262,10 @@ class CodecActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def cleanup(self) -> None:
+        """Delete the local copies of S3 sources (called by `CodecPool.close` before the actor is killed)."""
+        import shutil
+
+        shutil.rmtree(self.sources.dir, ignore_errors=True)
+        self.sources.files.clear()

@@ -192,6 +192,10 @@ class CodecPool:
     def close(self) -> None:
         import ray
 
+        try:  # best effort: remove downloaded sources before the processes go
+            ray.wait([a.cleanup.remote() for a in self.actors], num_returns=len(self.actors), timeout=10)
+        except Exception:  # noqa: BLE001 - dead actors have nothing to clean
+            pass
         for a in self.actors:
             try:
                 ray.kill(a, no_restart=True)
