@@ -26,6 +26,7 @@ from flows.progress import JobProgress  # noqa: E402
 from pipeline.errors import ProGVCError  # noqa: E402
 from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
 
+VIDEOS_IN_FLIGHT = 16  # videos worked on at once (threads; the actor pool bounds the actual work)
 UNIT_FRAMES = 32  # frames per actor call: small enough to balance actors, big enough to amortise a seek
 
 
@@ -141,7 +142,17 @@ def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, ProGVCError) else f"{type(exc).__name__}: {exc}"
 
 
-@flow(name="compress", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def _record_failure(logger, dest: str, s3_endpoint: str | None, job_id: str, source: str, video_id: str | None,
+                    reason: str) -> None:
+    """Record a failed source in the archive; if the store refuses even that, say so and go on (the job
+    report still lists it)."""
+    try:
+        archive_ops.record_failure(dest, s3_endpoint, job_id, source, video_id, reason)
+    except ProGVCError as exc:
+        logger.warning("could not record the failure of %s in %s: %s", source, dest, exc)
+
+
+@flow(name="compress", task_runner=ThreadPoolTaskRunner(max_workers=VIDEOS_IN_FLIGHT), log_prints=True)
 def compress(
     sources: list[str],
     dest: str,
@@ -192,7 +203,7 @@ def compress(
         for src, ident, err in pool.map("identify", [(f, (f,)) for f in files]):
             if err is not None:
                 report.videos.append(VideoOutcome(source=src, status="failed", reason=_reason(err)))
-                archive_ops.record_failure(dest, s3_endpoint, job_id, src, None, _reason(err))
+                _record_failure(logger, dest, s3_endpoint, job_id, src, None, _reason(err))
             elif ident.video_id in committed or ident.video_id in seen:
                 report.videos.append(VideoOutcome(source=src, status="skipped", video_id=ident.video_id,
                                                   source_bytes=ident.size_bytes,
@@ -216,7 +227,7 @@ def compress(
                     report.videos.append(VideoOutcome(source=ident.source, status="failed",
                                                       video_id=ident.video_id, reason=reason,
                                                       source_bytes=ident.size_bytes))
-                    archive_ops.record_failure(dest, s3_endpoint, job_id, ident.source, ident.video_id, reason)
+                    _record_failure(logger, dest, s3_endpoint, job_id, ident.source, ident.video_id, reason)
                 progress.video_done(ident.video_id)
     finally:
         pool.close()
