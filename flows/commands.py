@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -22,7 +23,10 @@ def _settings(args: argparse.Namespace):
         "actors": getattr(args, "actors", None),
         "max_gop": getattr(args, "gop", None),
     }
-    return apply_environment(Settings.from_env().override(**flags))
+    s = Settings.from_env().override(**flags)
+    if s.weights and os.path.exists(s.weights):  # actors may run elsewhere: hand them an absolute path
+        s = s.override(weights=os.path.abspath(s.weights))
+    return apply_environment(s)
 
 
 def _add_common(p: argparse.ArgumentParser, model: bool = False) -> None:

@@ -6,7 +6,7 @@
 | `ray_address` | `RAY_ADDRESS` | `--ray-address` | embedded local Ray |
 | `prefect_api_url` | `PREFECT_API_URL` | – | ephemeral Prefect |
 | `prefect_home` | `PREFECT_HOME` | – | a fresh temp dir per run |
-| `weights` | `PROGVC_WEIGHTS` | `--weights` | `models/progvc.pt` |
+| `weights` | `PROGVC_WEIGHTS` | `--weights` | the shipped `models/progvc.pt` of each worker |
 | `device` | `PROGVC_DEVICE` (`auto`, `cpu`, `cuda`) | `--device` | `auto` (GPU if the cluster has one) |
 | `actors` | `PROGVC_ACTORS` (0 = one per CPU/GPU) | `--actors` | 0 |
 | `scales` | `PROGVC_SCALES` (0 = all) | `--scales` | 0 |
@@ -39,7 +39,7 @@ class Settings:
     ray_address: str | None = None
     prefect_api_url: str | None = None
     prefect_home: str | None = None
-    weights: str = str(DEFAULT_WEIGHTS)
+    weights: str | None = None  # None: each worker loads its own shipped models/progvc.pt
     device: str = "auto"
     actors: int = 0
     scales: int = 0
