@@ -137,6 +137,28 @@ def plot(results: list[dict], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def markdown(doc: dict) -> str:
+    """The per-clip, per-K table (argmax prediction; "none" rows when measured) as Markdown."""
+    lines = [
+        "| clip | K | predict | bpp | PSNR-Y | PSNR-RGB | MS-SSIM | decode fps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in doc["clips"]:
+        for r in c["rows"]:
+            lines.append(f"| {c['clip']} | {r['K']} | {r['predict']} | {r['bpp']:.4f} | {r['psnr_y']:.2f} | "
+                         f"{r['psnr_rgb']:.2f} | {r['ms_ssim']:.4f} | {r['decode_fps']:.2f} |")
+    lines += ["", "| clip | frames | encode fps | coded ÷ CE (all) | coded ÷ CE per scale | bits/token per scale "
+              "| codebook usage per scale |", "|---|---|---|---|---|---|---|"]
+    for c in doc["clips"]:
+        lines.append(
+            f"| {c['clip']} | {c['frames']} | {c['encode_fps']:.2f} | {c['coded_over_ce_total']:.4f} | "
+            + " ".join(f"{x:.3f}" for x in c["coded_over_ce"]) + " | "
+            + " ".join(f"{x:.2f}" for x in c["bits_per_token"]) + " | "
+            + " ".join(f"{x:.2f}" for x in c["codebook_usage"]) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--weights", default=None)
@@ -160,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
     plot(results, out.with_suffix(".png"))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    out.with_suffix(".md").write_text(markdown(doc))
+    print(f"wrote {out.with_suffix('.json')}, .png and .md")
     return 0
 
 

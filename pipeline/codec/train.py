@@ -206,7 +206,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
     print(f"saved {ck} at step {step}")
 
 
-def _tokenize_clips(tok: Tokenizer, max_clips: int = 0) -> list[list[list[torch.Tensor]]]:
+def _tokenize_clips(tok: Tokenizer, max_clips: int = 0, max_frames: int = 0) -> list[list[list[torch.Tensor]]]:
     """Per clip, per frame: tokens per scale (Hk, Wk) (float64 quantizer path, as at encode)."""
     from pipeline.codec.data import train_clips
 
@@ -214,7 +214,7 @@ def _tokenize_clips(tok: Tokenizer, max_clips: int = 0) -> list[list[list[torch.
     clips = train_clips()
     for clip in clips[:max_clips] if max_clips else clips:
         frames = []
-        for fr in clip:
+        for fr in clip[:max_frames] if max_frames else clip:
             x = torch.from_numpy(fr).permute(2, 0, 1)[None].float() / 255.0
             frames.append(tok.encode_frame(x))
         out.append(frames)
@@ -248,7 +248,7 @@ def train_context(a: argparse.Namespace) -> None:
     if cache.exists():
         clips = torch.load(cache, weights_only=False)
     else:
-        clips = _tokenize_clips(tok, a.max_clips)
+        clips = _tokenize_clips(tok, a.max_clips, a.max_frames)
         torch.save(clips, cache)
     print(f"tokenized {len(clips)} clips in {time.time() - t0:.0f}s", flush=True)
     # full-size tiles only (batchable), with (clip, frame, tile) addressing
@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--batch", type=int, default=6)
     c.add_argument("--gop", type=int, default=16)
     c.add_argument("--max-clips", type=int, default=0, help="tokenize only the first N train clips (smoke)")
+    c.add_argument("--max-frames", type=int, default=0, help="tokenize only the first N frames of each clip")
     c.add_argument("--lr", type=float, default=5e-4)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--save-every", type=float, default=180)
