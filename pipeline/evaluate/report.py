@@ -24,7 +24,9 @@ BITS_DEFINITION = (
 
 
 def curve_label(p: dict) -> str:
-    return "ProGVC" if p["codec"] == "progvc" else f"{p['codec']} {p['preset']}"
+    if p["codec"] == "progvc":
+        return "ProGVC"
+    return f"av1 preset {p['preset']}" if p["codec"] == "av1" else f"{p['codec']} {p['preset']}"
 
 
 def _curves(points: list[dict]) -> dict[str, dict[str, list[dict]]]:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerate docs/results/ (summary.md, results.json, rd_<metric>.png): rate-distortion of ProGVC
+# (shipped weights models/progvc.pt, every scale count K) vs x264/x265 (medium, slow) and SVT-AV1 on
+# the dev clips, first 16 frames each, GOP 16. Encodes are cached by content hash in
+# ~/.cache/progvc-eval ($PROGVC_EVAL_CACHE), so a re-run only computes what changed.
+# Extra arguments go to `progvc eval` (e.g. --weights runs/x.pt, --no-cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV="${PROGVC_DEV_CLIPS:-../shared/data/clips/dev}"
+PY="${PYTHON:-.venv/bin/python}"
+exec "$PY" -m flows.cli eval "$DEV" --out docs/results --frames 16 --gop 16 \
+  --regenerate "bench/eval_dev.sh" "$@"
