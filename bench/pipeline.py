@@ -10,7 +10,7 @@ overhead_% = 100 · (1 − job_fps_steady / raw_fps). The job also plans GOPs (a
 frame) on the actors, which `raw` does not do; `overhead_vs_actor_work_%` compares against the actors' own
 busy time in the job instead (planning included), leaving only idle time, dispatch, Prefect and writes.
 
-    python bench/pipeline.py [--weights P] [--frames 96] [--actors 1 2] [--out bench/results/pipeline.json]
+    python bench/pipeline.py [--weights P] [--frames 192] [--actors 1 2] [--out bench/results/pipeline.json]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_w = REPO / "models" / "progvc.pt"
     ap.add_argument("--weights", default=str(default_w) if default_w.exists() else "random:tiny:0")
-    ap.add_argument("--frames", type=int, default=96, help="frames per clip (samples looped)")
+    ap.add_argument("--frames", type=int, default=192, help="frames per clip (samples looped)")
     ap.add_argument("--gop", type=int, default=16)
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "pipeline.json"))
