@@ -21,6 +21,7 @@ class JobProgress:
             console=Console(stderr=True),
             disable=not enabled,
             transient=False,
+            refresh_per_second=4,
         )
         self.job = self.progress.add_task(f"{job_id} videos", total=n_videos)
         self.videos: dict[str, int] = {}
