@@ -24,10 +24,13 @@ FORWARDED_ENV = (
 
 
 def local_s3_env() -> dict[str, str] | None:
-    """The driver's S3 settings, for actors of an embedded local Ray (same machine and user: this is what
-    they would inherit had Ray started after the settings were made). On a cluster (`RAY_ADDRESS`) the
-    workers use their own environment / IAM role and nothing is forwarded."""
-    if os.environ.get("RAY_ADDRESS"):
+    """The driver's S3 settings, for actors of a Ray on this machine (embedded, or `RAY_ADDRESS` on
+    loopback: same machine and user, so this is what they would inherit had Ray started after the
+    settings were made). On a remote cluster the workers use their own environment / IAM role and
+    nothing is forwarded."""
+    address = os.environ.get("RAY_ADDRESS", "")
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    if address and address not in ("auto", "local") and host not in ("127.0.0.1", "localhost"):
         return None
     return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} or None
 
