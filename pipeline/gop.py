@@ -89,7 +89,7 @@ def scan_keyframes(
     """Decode the source once at low resolution and choose keyframes by colour distance."""
     if max_gop < 1:
         raise ValueError(f"max_gop must be >= 1, got {max_gop}")
-    video_io.probe(path)  # VideoError for what is not video, with the reason
+    info = video_io.probe(path)  # VideoError for what is not video, with the reason
     container = av.open(str(path))
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
@@ -115,9 +115,11 @@ def scan_keyframes(
         ) from exc
     finally:
         container.close()
+    # readers (video_io.iter_frames) address frames by packet timestamps: plan only frames both agree on
+    n = min(n, info.frame_count)
     if n == 0:
         raise VideoError(f"{path}: the video stream has no frames; nothing to archive")
-    return FrameScan(frame_count=n, keyframes=keyframes, distances=distances)
+    return FrameScan(frame_count=n, keyframes=[k for k in keyframes if k < n], distances=distances[:n])
 
 
 def plan_gops(
