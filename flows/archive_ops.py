@@ -7,6 +7,7 @@ part last).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pipeline import manifest
@@ -25,9 +26,16 @@ def only_store_faults(task, task_run, state) -> bool:
     return False
 
 
-@lru_cache(maxsize=16)
 def store_for(dest: str, s3_endpoint: str | None = None) -> Store:
-    """One store object per (dest, endpoint) per process (boto3 clients are reusable across threads)."""
+    """One store object per (dest, endpoint, AWS settings in the environment) per process; boto3 clients
+    are reusable across threads, and a change of endpoint or credentials gets a new one."""
+    env = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                                            "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_DEFAULT_REGION"))
+    return _store(dest, s3_endpoint, env)
+
+
+@lru_cache(maxsize=16)
+def _store(dest: str, s3_endpoint: str | None, _env: tuple) -> Store:
     return open_store(dest, s3_endpoint=s3_endpoint)
 
 
