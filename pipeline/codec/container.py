@@ -30,6 +30,10 @@ CHUNK_HEADER_BYTES = _CHUNK.size
 MAX_HEADER_BODY = 64 << 20  # a GOP table for millions of GOPs still fits
 MAX_PAYLOAD = 1 << 30
 MAX_TOKENS = 1 << 31
+MAX_SIDE = 1 << 16  # header width/height at most (pixels)
+MAX_FRAME_PIXELS = 8192 * 8192  # = pipeline.video_io.MAX_PIXELS: nothing larger is ever encoded
+MAX_SCALES = 64
+MAX_SCALE_SIDE = 4096  # scale schedule entries and tile size at most
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,33 @@ class StreamHeader:
             )
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise StreamError(f"{source}: header fields are invalid ({exc})") from exc
-        if hdr.width < 1 or hdr.height < 1 or not hdr.scales or hdr.tile < 1:
-            raise StreamError(f"{source}: header has invalid dimensions or scale schedule")
+        hdr._check_fields(source)
         return hdr, end
+
+    def _check_fields(self, source: str) -> None:
+        """StreamError unless every field is in range and the GOP table tiles [0, frame_count) — a header
+        with a valid CRC may still be hostile, and decoders size their work from these fields."""
+        bad = None
+        if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE
+                and self.width * self.height <= MAX_FRAME_PIXELS):
+            bad = f"frame size {self.width}x{self.height} (limit {MAX_SIDE} per side, {MAX_FRAME_PIXELS} pixels)"
+        elif self.fps_num < 1 or self.fps_den < 1:
+            bad = f"frame rate {self.fps_num}/{self.fps_den}"
+        elif not 1 <= len(self.scales) <= MAX_SCALES or any(not 1 <= s <= MAX_SCALE_SIDE for s in self.scales):
+            bad = f"scale schedule {list(self.scales)[:8]}"
+        elif not 1 <= self.tile <= MAX_SCALE_SIDE:
+            bad = f"tile {self.tile}"
+        else:
+            nxt = 0
+            for i, g in enumerate(self.gops):
+                if g.first_frame != nxt or g.frame_count < 1:
+                    bad = f"GOP {i} (first frame {g.first_frame}, {g.frame_count} frames; expected first frame {nxt})"
+                    break
+                nxt += g.frame_count
+            if bad is None and nxt != self.frame_count:
+                bad = f"frame count {self.frame_count} (the GOP table covers {nxt} frames)"
+        if bad:
+            raise StreamError(f"{source}: header field out of range: {bad}; the stream is damaged or not ours")
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview, source: str = "stream") -> StreamHeader:
@@ -210,36 +238,57 @@ class PgvStream:
 
 def read_pgv(src: str | Path | bytes, scales: int | None = None) -> PgvStream:
     """Parse a `.pgv` (path or bytes). A cut at a layer end is a valid stream with fewer layers;
-    a cut inside a layer or any damage raises StreamError naming the GOP and scale."""
-    name = "stream" if isinstance(src, (bytes, bytearray)) else str(src)
+    a cut inside a layer or any damage raises StreamError naming the GOP and scale.
+
+    With `scales=K` only the header and the first K layers are read from a file.
+    """
+    import io
+
     if isinstance(src, (bytes, bytearray)):
-        data = bytes(src)
+        name, fh = "stream", io.BytesIO(bytes(src))
     else:
+        name = str(src)
         try:
-            data = Path(src).read_bytes()
+            fh = open(src, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise StreamError(f"{src}: cannot read the stream ({exc.strerror}); check the path") from exc
-    hdr, off = StreamHeader.parse(data, name)
-    layers, sizes = [], []
-    n_g = len(hdr.gops)
-    while off < len(data) and len(layers) < hdr.n_scales and (scales is None or len(layers) < scales):
-        k = len(layers) + 1
-        start, chunks = off, []
-        for g in range(n_g):
-            where = f"{name}: GOP {g} scale {k}"
-            if off >= len(data):
-                raise StreamError(
-                    f"{where}: the stream ends inside layer {k}; use --scales {k - 1} to decode the complete layers"
-                )
-            try:
-                ch, off = parse_chunk(data, off, where)
-            except StreamError as exc:
-                raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
-            if ch.scale != k:
-                raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
-            chunks.append(ch.data)
-        layers.append(chunks)
-        sizes.append(off - start)
-    if scales is None and off < len(data):
-        raise StreamError(f"{name}: {len(data) - off} bytes of garbage after layer {len(layers)}")
-    return PgvStream(hdr, layers, sizes, hdr.to_bytes().__len__())
+    with fh:
+        head = fh.read(_HEAD.size)
+        if len(head) == _HEAD.size and head[:4] == MAGIC:
+            (n,) = struct.unpack_from("<I", head, 8)
+            head += fh.read(min(n, MAX_HEADER_BODY + 1) + 4)
+        hdr, _ = StreamHeader.parse(head, name)
+        layers, sizes = [], []
+        n_g = len(hdr.gops)
+        k_max = hdr.n_scales if scales is None else min(scales, hdr.n_scales)
+        while len(layers) < k_max:
+            k = len(layers) + 1
+            chunks: list[bytes] = []
+            for g in range(n_g):
+                where = f"{name}: GOP {g} scale {k}"
+                ch_head = fh.read(_CHUNK.size)
+                if not ch_head and g == 0:
+                    break  # the stream ends at a layer boundary
+                if len(ch_head) < _CHUNK.size:
+                    raise StreamError(
+                        f"{where}: the stream ends inside layer {k}; use --scales {k - 1} to decode the "
+                        "complete layers"
+                    )
+                (n,) = struct.unpack_from("<I", ch_head, 4)
+                body = fh.read(n) if ch_head[:4] == CHUNK_MAGIC and n <= MAX_PAYLOAD else b""
+                try:
+                    ch, _ = parse_chunk(ch_head + body, 0, where)
+                except StreamError as exc:
+                    raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
+                if ch.scale != k:
+                    raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
+                chunks.append(ch.data)
+            if len(chunks) < n_g or (n_g == 0 and not fh.peek(1) if hasattr(fh, "peek") else False):
+                break
+            layers.append(chunks)
+            sizes.append(sum(len(c) for c in chunks))
+            if n_g == 0:
+                break
+        if scales is None and fh.read(1):
+            raise StreamError(f"{name}: unexpected bytes after layer {len(layers)}; the stream is damaged")
+    return PgvStream(hdr, layers, sizes, len(hdr.to_bytes()))
