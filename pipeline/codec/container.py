@@ -238,36 +238,55 @@ class PgvStream:
 
 def read_pgv(src: str | Path | bytes, scales: int | None = None) -> PgvStream:
     """Parse a `.pgv` (path or bytes). A cut at a layer end is a valid stream with fewer layers;
-    a cut inside a layer or any damage raises StreamError naming the GOP and scale."""
-    name = "stream" if isinstance(src, (bytes, bytearray)) else str(src)
+    a cut inside a layer or any damage raises StreamError naming the GOP and scale.
+
+    With `scales=K` only the header and the first K layers are read from a file.
+    """
+    import io
+
     if isinstance(src, (bytes, bytearray)):
-        data = bytes(src)
+        name, fh = "stream", io.BytesIO(bytes(src))
     else:
+        name = str(src)
         try:
-            data = Path(src).read_bytes()
+            fh = open(src, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise StreamError(f"{src}: cannot read the stream ({exc.strerror}); check the path") from exc
-    hdr, off = StreamHeader.parse(data, name)
-    layers, sizes = [], []
-    n_g = len(hdr.gops)
-    while off < len(data) and len(layers) < hdr.n_scales and (scales is None or len(layers) < scales):
-        k = len(layers) + 1
-        start, chunks = off, []
-        for g in range(n_g):
-            where = f"{name}: GOP {g} scale {k}"
-            if off >= len(data):
-                raise StreamError(
-                    f"{where}: the stream ends inside layer {k}; use --scales {k - 1} to decode the complete layers"
-                )
-            try:
-                ch, off = parse_chunk(data, off, where)
-            except StreamError as exc:
-                raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
-            if ch.scale != k:
-                raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
-            chunks.append(ch.data)
-        layers.append(chunks)
-        sizes.append(off - start)
-    if scales is None and off < len(data):
-        raise StreamError(f"{name}: {len(data) - off} bytes of garbage after layer {len(layers)}")
-    return PgvStream(hdr, layers, sizes, hdr.to_bytes().__len__())
+    with fh:
+        head = fh.read(_HEAD.size)
+        if len(head) == _HEAD.size and head[:4] == MAGIC:
+            (n,) = struct.unpack_from("<I", head, 8)
+            head += fh.read(min(n, MAX_HEADER_BODY + 1) + 4)
+        hdr, _ = StreamHeader.parse(head, name)
+        layers, sizes = [], []
+        n_g = len(hdr.gops)
+        k_max = hdr.n_scales if scales is None else min(scales, hdr.n_scales)
+        while n_g and len(layers) < k_max:
+            k = len(layers) + 1
+            chunks: list[bytes] = []
+            for g in range(n_g):
+                where = f"{name}: GOP {g} scale {k}"
+                ch_head = fh.read(_CHUNK.size)
+                if not ch_head and g == 0:
+                    break  # the stream ends at a layer boundary
+                if len(ch_head) < _CHUNK.size:
+                    raise StreamError(
+                        f"{where}: the stream ends inside layer {k}; use --scales {k - 1} to decode the "
+                        "complete layers"
+                    )
+                (n,) = struct.unpack_from("<I", ch_head, 4)
+                body = fh.read(n) if ch_head[:4] == CHUNK_MAGIC and n <= MAX_PAYLOAD else b""
+                try:
+                    ch, _ = parse_chunk(ch_head + body, 0, where)
+                except StreamError as exc:
+                    raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
+                if ch.scale != k:
+                    raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
+                chunks.append(ch.data)
+            if len(chunks) < n_g:
+                break
+            layers.append(chunks)
+            sizes.append(sum(len(c) for c in chunks))
+        if scales is None and fh.read(1):
+            raise StreamError(f"{name}: unexpected bytes after layer {len(layers)}; the stream is damaged")
+    return PgvStream(hdr, layers, sizes, len(hdr.to_bytes()))
