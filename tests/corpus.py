@@ -186,3 +186,55 @@ def record(topic: str, rows: list[dict] | dict) -> None:
     old = json.loads(p.read_text()) if p.exists() else []
     old.extend(rows if isinstance(rows, list) else [rows])
     p.write_text(json.dumps(old, indent=1, default=str))
+
+
+def verify_archive(store, synthetic: bool = False) -> dict[str, str]:
+    """Check an archive the way a reader trusts it; returns {video_id: job_id} of the committed videos.
+
+    Every effective manifest row must point at bytes that exist and match: the header row's CRC32, and for
+    every (GOP, scale) row a parseable chunk of that scale whose token count and token checksum equal the
+    row's. Every committed video must be whole (header + all GOPs at every scale it lists) and committed by
+    exactly one job (one commit). `synthetic`: chunks are tests.fixtures_store.synthetic_video bytes (no codec
+    header/chunks): their manifest checksum is the CRC32 of the chunk bytes."""
+    import zlib
+
+    import pyarrow.compute as pc
+
+    from pipeline import manifest
+    from pipeline.codec.container import StreamHeader, parse_chunk
+
+    raw = manifest.read_parts(store).table
+    raw = raw.filter(pc.equal(raw.column("status"), manifest.STATUS_COMMITTED))
+    commits: dict[str, set] = {}
+    for r in raw.select(["video_id", "job_id", "created_at"]).to_pylist():
+        commits.setdefault(r["video_id"], set()).add((r["job_id"], r["created_at"]))
+    owners = {}
+    for vid, cs in commits.items():
+        assert len(cs) == 1, f"video {vid} committed {len(cs)} times: {sorted(cs)}"
+        owners[vid] = next(iter(cs))[0]
+    rows = manifest.stored_rows(manifest.read_manifest(store)).to_pylist()
+    by_vid: dict[str, list[dict]] = {}
+    for r in rows:
+        by_vid.setdefault(r["video_id"], []).append(r)
+    assert set(by_vid) == set(owners)
+    for vid, rs in by_vid.items():
+        (h,) = [r for r in rs if r["scale"] == 0]
+        hb = store.get_range(h["layer_key"], h["byte_offset"], h["byte_length"])
+        assert zlib.crc32(hb) == h["checksum"], f"{vid}: header bytes differ from the manifest"
+        n_gops = len(StreamHeader.from_bytes(hb).gops) if not synthetic else 1 + max(r["gop_index"] for r in rs)
+        scales = sorted({r["scale"] for r in rs if r["scale"] > 0})
+        assert scales == list(range(1, len(scales) + 1))
+        for k in scales:
+            gops = sorted(r["gop_index"] for r in rs if r["scale"] == k)
+            assert gops == list(range(n_gops)), f"{vid}: scale {k} lists GOPs {gops}"
+        for r in rs:
+            if r["scale"] == 0:
+                continue
+            data = store.get_range(r["layer_key"], r["byte_offset"], r["byte_length"])
+            if synthetic:
+                assert zlib.crc32(data) == r["checksum"], f"{vid}: chunk ({r['gop_index']}, {r['scale']}) differs"
+                continue
+            ch, end = parse_chunk(data, 0, r["layer_key"])
+            assert end == len(data) and ch.scale == r["scale"]
+            assert ch.token_count == r["token_count"] and ch.token_crc == r["checksum"]
+    return owners
