@@ -75,9 +75,9 @@ class JobReport:
 def new_job_id(name: str | None = None) -> str:
     """`name` if given (checked to be a safe key part), else `job-<UTC time>-<4 hex>`."""
     if name:
-        if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-            raise ProGVCError(f"job name {name!r}: use letters, digits, '-', '_' or '.'")
-        return name
+        from pipeline.manifest import check_job_id
+
+        return check_job_id(name)
     return datetime.now(timezone.utc).strftime("job-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
 
 
@@ -87,6 +87,12 @@ def list_sources_task(sources: list[str], s3_endpoint: str | None) -> list[str]:
     from flows.sources import list_sources
 
     return list_sources(sources, s3_endpoint)
+
+
+@task(name="committed-videos", retries=2, retry_delay_seconds=2, retry_condition_fn=archive_ops.only_store_faults,
+      cache_policy=NO_CACHE)
+def committed_ids_task(dest: str, s3_endpoint: str | None) -> set[str]:
+    return archive_ops.committed_video_ids(dest, s3_endpoint)
 
 
 @task(name="commit-video", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=archive_ops.only_store_faults,
@@ -190,6 +196,7 @@ def compress(
         logger.warning("no video sources found under %s", sources)
         report.seconds = time.perf_counter() - t0
         return report.to_dict()
+    committed = committed_ids_task(dest, s3_endpoint)  # before starting actors: a bad dest fails fast
     t_pool = time.perf_counter()
     pool = CodecPool(weights, n_actors=actors, device=device, s3_endpoint=s3_endpoint)
     report.startup_s = time.perf_counter() - t_pool
@@ -198,7 +205,6 @@ def compress(
         n_keep = len(pool.scales) if scales in (0, None) else int(scales)
         if not 1 <= n_keep <= len(pool.scales):
             raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
-        committed = archive_ops.committed_video_ids(dest, s3_endpoint)
         todo, seen = [], set()
         for src, ident, err in pool.map("identify", [(f, (f,)) for f in files]):
             if err is not None:
