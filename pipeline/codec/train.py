@@ -206,6 +206,61 @@ def train_tokenizer(a: argparse.Namespace) -> None:
     print(f"saved {ck} at step {step}")
 
 
+def train_decoder(a: argparse.Namespace) -> None:
+    """Stage B': encoder and quantizer frozen (tokens unchanged, so the context model stays valid);
+    the decoder CNN is fine-tuned on quantized latents of random scale prefixes."""
+    from pipeline.codec.data import source_frames, train_clips, train_images
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ck = out / "ckpt.pt"
+    ts = torch.load(a.tokenizer, weights_only=False)
+    cfg = CodecConfig.from_dict(ts["config"])
+    tok = Tokenizer(cfg)
+    tok.load_state_dict(ts["model"])
+    tok.encoder.requires_grad_(False)
+    tok.quant.requires_grad_(False)
+    opt = torch.optim.AdamW(tok.decoder.parameters(), lr=a.lr)
+    step, wall = 0, 0.0
+    if ck.exists():
+        s = torch.load(ck, weights_only=False)
+        tok.decoder.load_state_dict(s["model"])
+        opt.load_state_dict(s["opt"])
+        step, wall = s["step"], s["wall"]
+    pool: list[np.ndarray] = train_clips() + train_images() + source_frames()
+    rng = np.random.default_rng(step + 7)
+    n = cfg.n_scales
+    t_start, last_save = time.time(), time.time()
+
+    def save() -> None:
+        _save(ck, {"model": tok.decoder.state_dict(), "opt": opt.state_dict(), "step": step,
+                   "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
+
+    while (time.time() - t_start) / 60 < a.minutes and step < a.steps:
+        x = _batch(pool, a.batch, a.crop, rng)
+        n_used = int(rng.integers(1, n + 1)) if rng.random() < a.qdrop else n
+        with torch.no_grad():
+            f_q, _, _ = tok.quant(tok.encoder(x), n_used=n_used)
+        x_hat = tok.decoder(f_q)
+        loss = _recon_loss(x_hat, x, a.w_msssim)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.decoder.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 20 == 0:
+            mse = F.mse_loss(x_hat.detach().clamp(0, 1), x).item()
+            _log(out, {"stage": "decoder", "step": step, "K": n_used, "loss": round(loss.item(), 5),
+                       "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
+                       "wall_min": round((wall + time.time() - t_start) / 60, 1)})
+        if time.time() - last_save > a.save_every:
+            save()
+            last_save = time.time()
+    save()
+    print(f"saved {ck} at step {step}")
+
+
 def _tokenize_clips(tok: Tokenizer, max_clips: int = 0, max_frames: int = 0) -> list[list[list[torch.Tensor]]]:
     """Per clip, per frame: tokens per scale (Hk, Wk) (float64 quantizer path, as at encode)."""
     from pipeline.codec.data import train_clips
@@ -328,6 +383,10 @@ def export(a: argparse.Namespace) -> None:
     ts = torch.load(a.tokenizer, weights_only=False)
     state = {f"tokenizer.{k}": v for k, v in ts["model"].items()}
     meta = {"tokenizer_steps": ts["step"], "tokenizer_wall_s": round(ts["wall"])}
+    if a.decoder:
+        ds = torch.load(a.decoder, weights_only=False)
+        state.update({f"tokenizer.decoder.{k}": v for k, v in ds["model"].items()})
+        meta.update({"decoder_finetune_steps": ds["step"], "decoder_finetune_wall_s": round(ds["wall"])})
     config = ts["config"]
     if a.context:
         cs = torch.load(a.context, weights_only=False)
@@ -382,9 +441,23 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--heads", type=int, default=d.ctx_heads)
     c.add_argument("--mlp", type=int, default=d.ctx_mlp)
     c.set_defaults(func=train_context)
+    dd = sub.add_parser("decoder")
+    dd.add_argument("--tokenizer", default="runs/tok/ckpt.pt")
+    dd.add_argument("--out", default="runs/dec")
+    dd.add_argument("--minutes", type=float, default=20)
+    dd.add_argument("--steps", type=int, default=10**9)
+    dd.add_argument("--batch", type=int, default=4)
+    dd.add_argument("--crop", type=int, default=256)
+    dd.add_argument("--lr", type=float, default=2e-4)
+    dd.add_argument("--qdrop", type=float, default=0.5)
+    dd.add_argument("--w-msssim", type=float, default=0.2)
+    dd.add_argument("--threads", type=int, default=1)
+    dd.add_argument("--save-every", type=float, default=180)
+    dd.set_defaults(func=train_decoder)
     e = sub.add_parser("export")
     e.add_argument("--tokenizer", default="runs/tok/ckpt.pt")
     e.add_argument("--context", default="runs/ctx/ckpt.pt")
+    e.add_argument("--decoder", default=None, help="fine-tuned decoder checkpoint (stage 'decoder')")
     e.add_argument("-o", default="models/progvc.pt")
     e.set_defaults(func=export)
     a = p.parse_args(argv)
