@@ -148,7 +148,9 @@ def external_ray(s3_server):
         f"--object-manager-port={obj_mgr}", f"--runtime-env-agent-port={rt_env}",
     ]
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = base_env(**s3_env(s3_server), **auth)
+    # On a loaded 2-core CI box the Ray client's per-session server can take longer than Ray's 30 s
+    # default to answer (seen as "Starting Ray client server failed"): give it 120 s.
+    env = base_env(**s3_env(s3_server), **auth, RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S="120")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -318,8 +320,8 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     finally:
         stop_group(worker)
         wlog.close()
-    client_errs = "".join(p.read_text(errors="replace")[-1500:]
-                          for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server*.err"))
+    client_errs = "".join(f"--- {p.name}\n" + p.read_text(errors="replace")[:3000]
+                          for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server_*.err"))
     assert state["type"] == "COMPLETED", (
         f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}\nRay client server logs:\n{client_errs}")
     ids, manifests = archived_video_ids(s3_server, bucket, "archive")
