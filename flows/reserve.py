@@ -61,17 +61,27 @@ def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, 
         for u, unit in enumerate(units)
     ]
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), refresh_per_second=4)
+    bar = progress.add_task(f"decoding {context or 'video'} frames", total=header.frame_count)
+
     def ordered():
         buffered, nxt = {}, 0
         for u, frames, err in pool.map("decode_gops", calls):
             if err is not None:
-                raise err if isinstance(err, StreamError) else StreamError(f"decoding failed: {err}")
+                raise err if isinstance(err, StreamError) else StreamError(f"{context}: decoding failed: {err}")
             buffered[u] = frames
             while nxt in buffered:
-                yield from buffered.pop(nxt)
+                part = buffered.pop(nxt)
+                yield from part
+                progress.advance(bar, len(part))
                 nxt += 1
 
-    return video_io.write_video(output, ordered(), Fraction(header.fps_num, header.fps_den))
+    with progress:
+        return video_io.write_video(output, ordered(), Fraction(header.fps_num, header.fps_den))
 
 
 @flow(name="reserve")
