@@ -10,7 +10,7 @@ overhead_% = 100 · (1 − job_fps_steady / raw_fps). The job also plans GOPs (a
 frame) on the actors, which `raw` does not do; `overhead_vs_actor_work_%` compares against the actors' own
 busy time in the job instead (planning included), leaving only idle time, dispatch, Prefect and writes.
 
-    python bench/pipeline.py [--weights P] [--frames 192] [--actors 1 2] [--out bench/results/pipeline.json]
+    python bench/pipeline.py [--weights P] [--frames 192] [--actors 1 2] [--repeat 2] [--out ...json]
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=192, help="frames per clip (samples looped)")
     ap.add_argument("--gop", type=int, default=16)
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=2, help="runs per measurement; the fastest is kept")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "pipeline.json"))
     args = ap.parse_args(argv)
 
@@ -114,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         clips = make_clips(work, args.frames)
         # warm Prefect's database and the Python imports, so the first measured job pays nothing extra
         job_fps(clips[:1], args.weights, 1, args.gop, work / "warm")
-        for n in args.actors:
-            raw = raw_actor_fps(clips, args.weights, n, args.gop)
-            job = job_fps(clips, args.weights, n, args.gop, work)
+        for n in args.actors:  # best of `--repeat` runs each: the machine is shared, noise only slows
+            raw = max((raw_actor_fps(clips, args.weights, n, args.gop) for _ in range(args.repeat)),
+                      key=lambda r: r["fps"])
+            job = max((job_fps(clips, args.weights, n, args.gop, work / f"r{i}") for i in range(args.repeat)),
+                      key=lambda r: r["fps_steady"])
             res = {
                 "actors": n,
                 "raw": raw,
@@ -142,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         "frames_per_clip": args.frames,
         "max_gop": args.gop,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "note": "2 shared CPU cores; other processes were running; numbers are one run each",
+        "repeat": args.repeat,
+        "note": "best of `repeat` runs each; the CPU cores were shared with other work (see load_avg)",
+        "load_avg": os.getloadavg(),
         "results": results,
     }
     out = Path(args.out)
