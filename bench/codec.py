@@ -168,12 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-predict", action="store_true", help="also decode each K < N with predict='none'")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="bench/out/codec")
+    p.add_argument("--merge", nargs="*", default=None, help="merge earlier JSON outputs (e.g. clips benched "
+                   "in parallel processes) into --out instead of measuring")
     a = p.parse_args(argv)
+    out = Path(a.out)
+    if a.merge:
+        docs = [json.loads(Path(m).read_text()) for m in a.merge]
+        if len({d["model_id"] for d in docs}) != 1:
+            raise SystemExit("--merge: the JSON files come from different models")
+        doc = {**docs[0], "clips": [c for d in docs for c in d["clips"]]}
+        out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+        plot(doc["clips"], out.with_suffix(".png"))
+        out.with_suffix(".md").write_text(markdown(doc))
+        print(f"merged {len(docs)} files into {out.with_suffix('.json')}, .png and .md")
+        return 0
     torch.set_num_threads(a.threads)
     codec = Codec.load(a.weights)
     clips = [Path(c) for c in a.clips] if a.clips else sorted(DEV.glob("*.y4m"))
     results = [bench_clip(codec, c, a.frames, a.gop, a.no_predict) for c in clips]
-    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "model_id": codec.model_id, "weights": str(a.weights or "models/progvc.pt"), "meta": codec.meta,
