@@ -324,11 +324,10 @@ class S3Store(Store):
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
-        parsed = urlparse(uri)
-        if parsed.scheme != "s3" or not parsed.netloc:
+        self.bucket, path = split_s3(uri)
+        if not self.bucket:
             raise StoreError(f"not an S3 URI: {uri!r}; use s3://bucket/prefix")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
+        self.prefix = path.strip("/")
         self.uri = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self.config = config or StoreConfig()
         cfg = self.config
@@ -549,16 +548,26 @@ def open_store(uri: str | Path, s3_endpoint: str | None = None, config: StoreCon
     return LocalStore(text, config=config)
 
 
+def split_s3(uri: str) -> tuple[str, str]:
+    """`s3://bucket/any/key` -> (`bucket`, `any/key`), the key taken verbatim: S3 keys may hold `?`, `#`,
+    tabs or newlines, which `urllib.parse` would cut off or strip. ("", "") when not an s3:// URI."""
+    text = str(uri)
+    if not text.startswith("s3://"):
+        return "", ""
+    bucket, _, path = text[5:].partition("/")
+    return bucket, path
+
+
 def split_uri(uri: str) -> tuple[str, str]:
     """`s3://b/p/x.mp4` -> (`s3://b/p`, `x.mp4`); `/d/x.mp4` -> (`/d`, `x.mp4`): the parent store + key."""
     text = str(uri).rstrip("/")
     if text.startswith("s3://"):
-        parsed = urlparse(text)
-        path = parsed.path.strip("/")
+        bucket, path = split_s3(text)
+        path = path.strip("/")
         if not path:
             raise StoreError(f"{uri!r} names a bucket, not an object")
         parent, _, name = path.rpartition("/")
-        return (f"s3://{parsed.netloc}" + (f"/{parent}" if parent else "")), name
+        return (f"s3://{bucket}" + (f"/{parent}" if parent else "")), name
     if text.startswith("file://"):
         text = urlparse(text).path
     p = Path(text).expanduser().resolve()
