@@ -78,7 +78,10 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     ]
     source = SourceInfo(uri=plan.source, size_bytes=plan.size_bytes, width=plan.width, height=plan.height,
                         fps=plan.fps_num / plan.fps_den)
-    writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id)
+    # The flow read the committed set once at job start and skipped those videos; re-reading the whole
+    # manifest here for every video would make a job quadratic in its size. A video committed meanwhile by
+    # another job is harmless: readers keep one commit per video (pipeline.manifest.effective_rows).
+    writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id, committed=set())
     rows = writer.archive_video(plan.video_id, header, gops, source, model_id, quality=video_quality(results))
     return int(sum(rows.column("byte_length").to_pylist()))
 
