@@ -260,7 +260,8 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
             f"{f.get('width')}×{f.get('height')}, {f.get('frames')} of {f.get('source_frames')} frames, fps "
             f"{f.get('fps')}; yuv420 ceiling: PSNR-Y {ceil.get('psnr_y', float('nan')):.2f} dB, PSNR-RGB "
             f"{ceil.get('psnr_rgb', float('nan')):.2f} dB; sweep target bpp "
-            f"{'–'.join(f'{x:.4f}' for x in f.get('sweep_bpp_target', []))}",
+            f"{'–'.join(f'{x:.4f}' for x in f.get('sweep_bpp_target', []))}; evaluation wall time (s, "
+            f"cache hits are free): {', '.join(f'{k} {v:.0f}' for k, v in f.get('wall_s', {}).items())}",
             "",
             f"| codec | param | bpp | {heads} | enc s | dec s |",
             "|---|---|---|" + "---|" * len(metrics) + "---|---|",
@@ -272,6 +273,14 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
                     f"| {lab} | {p['param_name']}={p['param']} | {p['bpp']:.4f} | {vals} | "
                     f"{p['encode_s']:.2f} | {p['decode_s']:.2f} |"
                 )
+        pv = [p for p in curves[clip].get("ProGVC", []) if p.get("ce_bits")]
+        if pv:
+            top = max(pv, key=lambda p: p["param"])
+            L += [
+                "",
+                f"ProGVC entropy efficiency at K={top['param']}: coded bits ÷ model cross-entropy = "
+                f"{top['bits'] / top['ce_bits']:.4f} (chunk headers included).",
+            ]
         L.append("")
     L += ["RD plots: " + ", ".join(f"[rd_{m}.png](rd_{m}.png)" for m in metrics), ""]
     path.write_text("\n".join(L))

@@ -322,8 +322,11 @@ def evaluate_clip(
         "yuv420_roundtrip": conversion_ceiling(frames),
     }
     points: list[Point] = []
+    wall: dict[str, float] = {}
+    t0 = time.perf_counter()
     if "progvc" in cfg.codecs and codec is not None:
         points += progvc_points(codec, clip, frames, cfg, cache, progress)
+        wall["progvc"] = time.perf_counter() - t0
     pv = [p["bpp"] for p in points if p["codec"] == "progvc"]
     bpp_range = (min(pv), max(pv)) if pv else cfg.default_bpp_range
     facts["sweep_bpp_target"] = list(bpp_range)
@@ -331,6 +334,9 @@ def evaluate_clip(
         if name not in cfg.codecs:
             continue
         presets = [cfg.av1_preset] if name == "av1" else list(cfg.presets)
+        t0 = time.perf_counter()
         for preset in presets:
             points += reference_points(name, preset, clip, frames, cfg, cache, bpp_range, info.fps, progress)
+        wall[name] = time.perf_counter() - t0
+    facts["wall_s"] = {k: round(v, 1) for k, v in wall.items()}
     return points, facts
