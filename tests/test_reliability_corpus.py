@@ -39,11 +39,13 @@ def test_corpus_input_direct(name, corpus, tiny_codec):
     c = corpus[name]
     fname = c.path.rsplit("/", 1)[-1]
     if c.expect == "error":
+        msgs = []
         for fn in (video_io.probe, plan_gops, video_io.read_frames):
             with pytest.raises(VideoError) as e:
                 fn(c.path)
             assert fname in str(e.value), f"{fn.__name__}: message does not name the file: {e.value}"
-        record("corpus", {"input": c.name, "note": c.note, "direct": "VideoError", "message": str(e.value)})
+            msgs.append(str(e.value))
+        record("corpus", {"input": c.name, "note": c.note, "direct": "VideoError", "message": msgs[0]})
         return
     info = video_io.probe(c.path)
     assert (info.width, info.height) == c.display and info.frame_count == c.frames
