@@ -138,6 +138,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.slow  # CI covers actor kill + retry at actor level (tests/test_workers.py)
 @pytest.mark.timeout(600)
 def test_actor_killed_mid_gop_job_still_commits_identical_bytes(tmp_path, ray_session, prefect_harness):
     """SIGKILL the codec actor process while it runs `encode_unit` (Ray sets that as its process title):

@@ -152,7 +152,7 @@ def test_fuzz_entropy_payload_with_fixed_crc(sample):
     c = Counter("entropy payload, CRC fixed up")
     n_chunks = len(sample.chunk_offsets)
 
-    @fuzz_settings(40)
+    @fuzz_settings(20)
     @given(st.integers(0, n_chunks - 1), st.data())
     def check(i, data):
         off = sample.chunk_offsets[i]
@@ -192,7 +192,7 @@ def test_fuzz_length_fields_huge(sample):
     values = st.one_of(st.sampled_from([0, 1, 2**15, 2**16 - 1, 2**30, 2**31 - 1, 2**32 - 1, len(sample.data)]),
                        st.integers(0, 2**32 - 1))
 
-    @fuzz_settings(60)
+    @fuzz_settings(40)
     @given(st.sampled_from(fields), values)
     def check(field, value):
         off, fmt = field
@@ -249,7 +249,7 @@ def test_fuzz_header_semantics(sample):
         st.fixed_dictionaries({"gops": gop}),
     )
 
-    @fuzz_settings(40)
+    @fuzz_settings(30)
     @given(field)
     def check(changes):
         c.run(lambda x: decode_all(sample.codec, x), _with_header(sample, **changes))
