@@ -71,6 +71,10 @@ def _fmt_bd(r: BDResult | None, notes: dict[str, int]) -> str:
         return "–"
     if r.value is None:
         reason = r.reason or "n/a"
+        if reason.startswith("no overlap"):
+            return "no overlap"
+        if reason.startswith("too few"):
+            return "too few points"
         if reason not in notes:
             notes[reason] = len(notes) + 1
         return f"n/a [{notes[reason]}]"
@@ -104,6 +108,11 @@ def _bd_markdown(table: dict, metrics: list[str], anchors: list[str]) -> list[st
             for a in anchors
         ]
         lines += ["| **mean (clips with overlap)** | " + " | ".join(mean_cells) + " |", ""]
+    lines += [
+        "'no overlap': the two curves share no quality range (see the per-clip tables and RD plots); "
+        "'too few points': fewer than 2 non-dominated RD points.",
+        "",
+    ]
     if notes:
         lines += ["Not computable:"] + [f"[{i}] {reason}" for reason, i in notes.items()] + [""]
     return lines
@@ -158,7 +167,8 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
                             color=colors[lab],
                         )
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            lo, hi = ax.get_xlim()
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if hi / lo > 60 else (1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(clip, fontsize=10)
