@@ -108,9 +108,10 @@ def child_length(config: str, w: int, h: int, gops: int, gop: int) -> dict:
 
 def measure(kind: str, config: str, **kw) -> dict:
     """Run one measurement in a fresh subprocess; returns its JSON."""
+    timeout = kw.pop("timeout", 3600)
     args = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--config", config,
             "--child-args", json.dumps(kw)]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=kw.pop("timeout", 3600))
+    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"measurement {kind} {kw} failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
