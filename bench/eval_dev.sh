@@ -4,6 +4,9 @@
 # the dev clips, first 16 frames each, GOP 16. Encodes are cached by content hash in
 # ~/.cache/progvc-eval ($PROGVC_EVAL_CACHE), so a re-run only computes what changed.
 # Extra arguments go to `progvc eval` (e.g. --weights runs/x.pt, --no-cache).
+# Measured on the shared 2-core dev machine (load average 7-10 from other jobs), cold cache:
+#   references only (177 points): 223-226 s; with a default-size ProGVC model (10 scales, every K,
+#   50 points, 16 frames): +29 min wall (14 min process CPU time). Pass --frames 8 to halve ProGVC's share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV="${PROGVC_DEV_CLIPS:-../shared/data/clips/dev}"
