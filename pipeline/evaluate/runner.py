@@ -57,6 +57,24 @@ class EvalConfig:
     notes: list[str] = field(default_factory=list)
 
 
+#: bump when a change in pipeline/metrics.py or refcodecs.py changes results (invalidates cached points)
+EVAL_VERSION = 1
+_CODEC_TRAINING_ONLY = {"train.py", "data.py", "cli.py"}
+
+
+def codec_code_hash() -> str:
+    """Hash of the ProGVC inference sources: cached ProGVC points are recomputed when the codec changes."""
+    import hashlib
+
+    import pipeline.codec as pkg
+
+    h = hashlib.sha256()
+    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        if f.name not in _CODEC_TRAINING_ONLY:
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _lib_version() -> str:
     v = av.library_versions.get("libavcodec", ())
     return f"av{av.__version__}-lavc{'.'.join(str(x) for x in v)}"
@@ -135,7 +153,14 @@ def progvc_points(
     """ProGVC at every requested scale count K (see module docstring for bits and timing)."""
     T, H, W, _ = frames_THWC.shape
     fh = frames_hash(frames_THWC)
-    base = {"clip": fh, "codec": "progvc", "model": codec.model_id, "gop": cfg.gop}
+    base = {
+        "clip": fh,
+        "codec": "progvc",
+        "model": codec.model_id,
+        "gop": cfg.gop,
+        "eval": EVAL_VERSION,
+        "code": codec_code_hash(),
+    }
     n_scales = codec.cfg.n_scales
     ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
     spans = gop_spans(T, cfg.gop)
@@ -262,6 +287,7 @@ def reference_points(
         "fps": str(fps),
         "lib": _lib_version(),
         "bits": "payload-minus-info-sei-v1",
+        "eval": EVAL_VERSION,
     }
 
     def evaluate(crf: int) -> Point:
