@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import ProGVCError
-
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".y4m", ".mpg", ".mpeg", ".flv")
 
 
@@ -14,13 +12,14 @@ def _is_video_name(name: str) -> bool:
 
 
 def list_local(src: str) -> list[str]:
-    """A file as given (any name), or the video files under a folder (recursive, sorted)."""
+    """A file as given (any name), or the video files under a folder (recursive, sorted).
+
+    A path that does not exist (a typo, a dangling symlink) is returned as given: the job records it as
+    one failed source with the reason ("no such file") and goes on with the others."""
     p = Path(src).expanduser()
     if p.is_dir():
         return sorted(str(f.resolve()) for f in p.rglob("*") if f.is_file() and _is_video_name(f.name))
-    if p.exists():
-        return [str(p.resolve())]
-    raise ProGVCError(f"{src}: no such file or folder; check the source path")
+    return [str(p.resolve()) if p.exists() else str(p)]
 
 
 def list_s3(src: str, s3_endpoint: str | None = None) -> list[str]:
@@ -38,7 +37,11 @@ def list_s3(src: str, s3_endpoint: str | None = None) -> list[str]:
 def list_sources(sources: list[str], s3_endpoint: str | None = None) -> list[str]:
     """Every source of a job, each once, in the order given (folders/prefixes expanded, sorted)."""
     out: list[str] = []
+    seen: set[str] = set()
     for src in sources:
         found = list_s3(src, s3_endpoint) if src.startswith("s3://") else list_local(src)
-        out.extend(f for f in found if f not in out)
+        for f in found:
+            if f not in seen:
+                seen.add(f)
+                out.append(f)
     return out

@@ -58,6 +58,8 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise VideoError(f"{p}: no such file; check the path")
     if not os.access(p, os.R_OK):
         raise VideoError(f"{p}: not readable (permissions); fix its mode or run as its owner")
+    if not p.is_file():
+        raise VideoError(f"{p}: not a regular file (a FIFO, socket or device); pass a video file")
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes); re-copy or re-export the source")
     try:

@@ -114,13 +114,15 @@ def test_corpus_through_one_compress_job(corpus, tmp_path, ray_session, prefect_
     record("corpus_job", table)
 
 
-def test_missing_explicit_source_is_a_clear_job_error(corpus):
-    """A dangling path named on the command line is refused before any work, with the path in the message
-    (inside a folder it is simply not a video file and is skipped)."""
+def test_missing_explicit_source_is_one_failed_source(corpus):
+    """A dangling path named on the command line stays in the job's source list, so the job records it as
+    one failed source with a clear reason and goes on (inside a folder it is not a video file: skipped)."""
     from flows.sources import list_sources
+    from pipeline.video_io import probe
 
     c = corpus["unreadable: dangling symlink"]
-    with pytest.raises(ProGVCError, match="dangling.mp4"):
-        list_sources([c.path])
+    assert list_sources([c.path]) == [c.path]
+    with pytest.raises(ProGVCError, match="dangling.mp4.*no such file"):
+        probe(c.path)
     folder = c.path.rsplit("/", 1)[0]
     assert c.path not in list_sources([folder])
