@@ -40,11 +40,11 @@ trap cleanup EXIT
 
 if [ "$MODE" = s3 ]; then
   echo "demo: starting SeaweedFS (S3) on 127.0.0.1 ..."
-  # SeaweedServer (tests/s3server.py) picks free loopback ports and waits until S3 answers; the server
+  # SeaweedServer (pipeline/local_s3.py) picks free loopback ports and waits until S3 answers; the server
   # runs in its own session and is stopped by the EXIT trap above.
   eval "$("$PY" - "$RUN/seaweed" <<'EOF'
 import shlex, sys
-from tests.s3server import SeaweedServer
+from pipeline.local_s3 import SeaweedServer
 s = SeaweedServer(sys.argv[1] + "/data")
 s.start()
 s.make_bucket("archive")

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.s3server import SeaweedServer
+from pipeline.local_s3 import SeaweedServer
 
 
 @pytest.fixture(scope="session")

@@ -337,7 +337,7 @@ def test_compose_images_ports_loopback_and_wiring(prefect_yaml):
 
 def test_compose_seaweedfs_flags_exist_in_real_weed():
     """The flags given to `weed` in compose exist in the real binary (same version as the image tag)."""
-    from tests.s3server import weed_binary
+    from pipeline.local_s3 import weed_binary
 
     sw = compose()["services"]["seaweedfs"]
     cmd = sw["command"]
