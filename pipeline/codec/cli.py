@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--weights", default=None, help="model weights (default: models/progvc.pt)")
     e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the work per op is small)")
     e.set_defaults(func=cmd_encode)
 
     d = subparsers.add_parser("decode", help="decode a .pgv (any number of layers) to a video file")
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=int, default=0, help="seed for --predict sample")
     d.add_argument("--weights", default=None, help="model weights (must match the stream's model id)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (results do not depend on it)")
     d.set_defaults(func=cmd_decode)
 
     i = subparsers.add_parser("info", help="show a .pgv stream's header, GOPs and bytes per scale")
@@ -34,18 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_info)
 
 
-def _check_scales(k: int | None) -> None:
+def _check_scales(k: int | None, threads: int = 1) -> None:
+    import torch
+
     from pipeline.errors import ProGVCError
 
     if k is not None and k < 1:
         raise ProGVCError(f"--scales {k}: must be at least 1")
+    torch.set_num_threads(max(1, threads))
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
     from pipeline.codec.codec import Codec
     from pipeline.codec.video import encode_video
 
-    _check_scales(a.scales)
+    _check_scales(a.scales, a.threads)
     codec = Codec.load(a.weights, batch_size=a.batch_size)
     s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet)
     h = s.header
@@ -60,7 +65,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
     from pipeline.codec.codec import Codec
     from pipeline.codec.video import decode_video
 
-    _check_scales(a.scales)
+    _check_scales(a.scales, a.threads)
     codec = Codec.load(a.weights)
     n = decode_video(a.input, a.output, scales=a.scales, predict=a.predict, seed=a.seed, codec=codec,
                      progress=not a.quiet)
