@@ -5,8 +5,8 @@
 # ~/.cache/progvc-eval ($PROGVC_EVAL_CACHE), so a re-run only computes what changed.
 # Extra arguments go to `progvc eval` (e.g. --weights runs/x.pt, --no-cache).
 # Measured on the shared 2-core dev machine (load average 7-10 from other jobs), cold cache:
-#   references only (177 points): 223-226 s; with a default-size ProGVC model (10 scales, every K,
-#   50 points, 16 frames): +29 min wall (14 min process CPU time). Pass --frames 8 to halve ProGVC's share.
+#   references only (177 points): 223-226 s; with the shipped models/progvc.pt (93d29d4227e6bce7,
+#   10 scales, every K: 50 ProGVC + 193 reference points): 1068 s (17.8 min). Pass --frames 8 to go faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV="${PROGVC_DEV_CLIPS:-../shared/data/clips/dev}"
