@@ -94,7 +94,10 @@ class SeaweedServer:
         args.update(kw)
         return boto3.client("s3", **args)
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 60.0, detach: bool = False) -> None:
+        """Start `weed mini` and wait until S3 works. `detach=True` leaves the server running after this
+        Python process exits (the caller stops it, e.g. by killing its process group `self.proc.pid`);
+        otherwise it is killed at exit so no server outlives a test run."""
         if self.proc is not None and self.proc.poll() is None:
             return
         cmd = [
@@ -115,7 +118,8 @@ class SeaweedServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        atexit.register(self.kill)  # never leave a server behind if the test process dies early
+        if not detach:
+            atexit.register(self.kill)  # never leave a server behind if the test process dies early
         self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:

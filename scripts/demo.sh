@@ -46,7 +46,7 @@ if [ "$MODE" = s3 ]; then
 import shlex, sys
 from pipeline.local_s3 import SeaweedServer
 s = SeaweedServer(sys.argv[1] + "/data")
-s.start()
+s.start(detach=True)  # outlives this launcher; the EXIT trap stops it
 s.make_bucket("archive")
 for k, v in (("SERVER_PID", s.proc.pid), ("AWS_ENDPOINT_URL", s.endpoint), ("AWS_ACCESS_KEY_ID", s.access_key),
              ("AWS_SECRET_ACCESS_KEY", s.secret_key), ("AWS_DEFAULT_REGION", "us-east-1")):
