@@ -1,0 +1,26 @@
+"""The README's main-job command (`bash scripts/demo.sh`) runs end to end: real SeaweedFS, local Ray,
+ephemeral Prefect. The tiny random model keeps it quick; the shipped weights take the same path."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from pipeline.video_io import probe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_script_compresses_prints_savings_and_reserves(tmp_path):
+    env = dict(os.environ, PROGVC_WEIGHTS="random:tiny:0", PREFECT_HOME=str(tmp_path / "prefect"))
+    proc = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert re.search(r"3 video\(s\): \d+ source bytes, \d+ bytes stored", out), out[-4000:]
+    mp4 = re.search(r"Playable MP4: (\S+\.mp4)", out)
+    assert mp4, out[-4000:]
+    info = probe(mp4.group(1))
+    assert (info.width, info.height, info.frame_count) == (448, 256, 24)
+    shutil.rmtree(Path(mp4.group(1)).parent, ignore_errors=True)
