@@ -118,7 +118,7 @@ def plan_retrieval(rows: pa.Table, video_id: str, scales: int, frames: tuple[int
 
 def fetch(store: Store, plan: list[RangeRead], max_workers: int = 8) -> Retrieved:
     """Execute `plan` (parallel ranged reads) and split the bytes into chunks. The header is checked
-    against its CRC32 (layer chunks carry the codec's own checksums, checked when decoded)."""
+    against its CRC32, every chunk's header against its manifest row (scale, token CRC32)."""
     import zlib
 
     def read(r: RangeRead) -> bytes:
@@ -137,6 +137,20 @@ def fetch(store: Store, plan: list[RangeRead], max_workers: int = 8) -> Retrieve
                 out.header = data
                 out.header_bytes_read += len(data)
             else:
+                _check_chunk(data, p, store.url(r.key))
                 out.chunks[(p.gop_index, p.scale)] = data
                 out.layer_bytes_read += len(data)
     return out
+
+
+def _check_chunk(data: bytes, ref: ChunkRef, url: str) -> None:
+    """The chunk's own header must match its manifest row (scale, token CRC32): a chunk moved, swapped or
+    replaced inside a layer object becomes a clear StreamError here instead of a wrong picture later."""
+    from pipeline.codec.container import parse_chunk
+
+    where = f"{url} GOP {ref.gop_index} scale {ref.scale}"
+    ch, _ = parse_chunk(data, 0, where)
+    if ch.scale != ref.scale or (ch.token_crc & 0xFFFFFFFF) != (ref.checksum & 0xFFFFFFFF):
+        raise StreamError(f"{where}: the chunk does not match its manifest row (scale {ch.scale} vs {ref.scale}, "
+                          f"token CRC32 {ch.token_crc:#x} vs {ref.checksum:#x}); the layer object was changed or its "
+                          "chunks reordered: re-archive the source")

@@ -79,24 +79,27 @@ def any_store(store_uri):
 def synthetic_video(seed: int, n_gops: int = 4, n_scales: int = 5, gop_len: int = 8, chunk_base: int = 64):
     """Deterministic fake codec output for one video: (video_id, header, gops, source).
 
-    Chunk (g, k) is random bytes whose size grows with k (as fine scales cost more); token counts and
-    checksums are plausible integers. The archive layer treats chunks as opaque bytes, so this exercises
-    it fully without the codec."""
+    Chunk (g, k) is a real codec chunk frame (`pipeline.codec.container.pack_chunk`) around a random
+    payload whose size grows with k (as fine scales cost more); token counts and token checksums are
+    plausible integers, and the chunk headers agree with them (retrieval checks that), so this exercises
+    the archive fully without running a model."""
     import hashlib
     import random
-    import zlib
 
     from pipeline.archive import GopData, SourceInfo, video_id_from_chunks
+    from pipeline.codec.container import pack_chunk
 
     rng = random.Random(seed)
     source_bytes = rng.randbytes(2000 + 37 * seed)
     vid = video_id_from_chunks([source_bytes])
     gops = []
     for g in range(n_gops):
-        chunks = [rng.randbytes(chunk_base * k + rng.randrange(1, 50)) for k in range(1, n_scales + 1)]
+        counts = [k * k * 4 * gop_len for k in range(1, n_scales + 1)]
+        crcs = [rng.getrandbits(32) for _ in range(n_scales)]
+        chunks = [pack_chunk(k, counts[k - 1], crcs[k - 1], rng.randbytes(chunk_base * k + rng.randrange(1, 50)))
+                  for k in range(1, n_scales + 1)]
         gops.append(GopData(first_frame=g * gop_len, frame_count=gop_len, keyframe=True, chunks=chunks,
-                            token_counts=[k * k * 4 * gop_len for k in range(1, n_scales + 1)],
-                            checksums=[zlib.crc32(c) for c in chunks]))
+                            token_counts=counts, checksums=crcs))
     header = b"PGVH" + hashlib.sha256(source_bytes).digest() + rng.randbytes(40)
     source = SourceInfo(uri=f"file:///videos/clip{seed}.mp4", size_bytes=len(source_bytes) * 1000,
                         width=64, height=48, fps=25.0)

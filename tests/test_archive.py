@@ -94,6 +94,26 @@ def test_crashed_run_leftovers_are_overwritten_or_kept(any_store):
     assert_rows_point_at_right_bytes(any_store, mf.read_manifest(any_store), {vid: video})
 
 
+def test_reordered_chunks_in_a_layer_object_are_refused(any_store):
+    """Two equal-length GOP chunks swapped inside `layer-1.bin` keep every byte range and payload CRC valid,
+    so only the manifest can tell: fetch compares each chunk's header with its manifest row."""
+    from pipeline.codec.container import pack_chunk, parse_chunk
+    from pipeline.errors import StreamError
+
+    vid, header, gops, source = synthetic_video(5, n_gops=2, n_scales=2, chunk_base=100)
+    a, _ = parse_chunk(gops[0].chunks[0])
+    b, _ = parse_chunk(gops[1].chunks[0])
+    # make GOP 1's first chunk exactly as long as GOP 0's, so the swap keeps every offset
+    payload = b.payload[: len(a.payload)].ljust(len(a.payload), b"x")
+    gops[1].chunks[0] = pack_chunk(1, b.token_count, b.token_crc, payload)
+    ArchiveWriter(any_store, "job-swap").archive_video(vid, header, gops, source, "m")
+    rows = mf.read_manifest(any_store)
+    assert len(fetch(any_store, plan_retrieval(rows, vid, scales=2)).chunks) == 4
+    any_store.put(layer_key(vid, 1), gops[1].chunks[0] + gops[0].chunks[0])
+    with pytest.raises(StreamError, match="GOP 0 scale 1: the chunk does not match its manifest row"):
+        fetch(any_store, plan_retrieval(rows, vid, scales=2))
+
+
 def test_partial_retrieval_reads_only_k_layers(any_store):
     """Bytes the server sent for K scales ÷ bytes of those K layers <= 1.01 (here exactly 1); header and
     manifest bytes are reported apart."""
