@@ -13,8 +13,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv up to date"
   exit 0
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+# pip's notes about unused local index folders of this machine's pip.conf are noise: filter them out.
+pip_install() { .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+pip_install --upgrade pip
+pip_install torch==2.13.0
+pip_install -c constraints.txt -e ".[dev]"
 echo "$want" > "$stamp"
 echo "setup: .venv ready"
