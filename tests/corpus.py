@@ -194,8 +194,8 @@ def verify_archive(store, synthetic: bool = False) -> dict[str, str]:
     Every effective manifest row must point at bytes that exist and match: the header row's CRC32, and for
     every (GOP, scale) row a parseable chunk of that scale whose token count and token checksum equal the
     row's. Every committed video must be whole (header + all GOPs at every scale it lists) and committed by
-    exactly one job (one commit). `synthetic`: chunks are tests.fixtures_store.synthetic_video bytes (no codec
-    header/chunks): their manifest checksum is the CRC32 of the chunk bytes."""
+    exactly one job (one commit). `synthetic`: the video comes from tests.fixtures_store.synthetic_video (real
+    chunk frames, but a fake stream header, so the GOP count is taken from the manifest)."""
     import zlib
 
     import pyarrow.compute as pc
@@ -231,9 +231,6 @@ def verify_archive(store, synthetic: bool = False) -> dict[str, str]:
             if r["scale"] == 0:
                 continue
             data = store.get_range(r["layer_key"], r["byte_offset"], r["byte_length"])
-            if synthetic:
-                assert zlib.crc32(data) == r["checksum"], f"{vid}: chunk ({r['gop_index']}, {r['scale']}) differs"
-                continue
             ch, end = parse_chunk(data, 0, r["layer_key"])
             assert end == len(data) and ch.scale == r["scale"]
             assert ch.token_count == r["token_count"] and ch.token_crc == r["checksum"]
