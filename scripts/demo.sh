@@ -34,6 +34,8 @@ SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
     kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || return 0; sleep 0.25; done
+    kill -KILL -- "-$SERVER_PID" 2>/dev/null || true   # weed did not stop within 10 s
   fi
 }
 trap cleanup EXIT

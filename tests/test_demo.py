@@ -23,4 +23,19 @@ def test_demo_script_compresses_prints_savings_and_reserves(tmp_path):
     assert mp4, out[-4000:]
     info = probe(mp4.group(1))
     assert (info.width, info.height, info.frame_count) == (448, 256, 24)
+    run_dir = str(Path(mp4.group(1)).parent)
+    assert not _processes_mentioning(run_dir), "the demo left its S3 server running"
     shutil.rmtree(Path(mp4.group(1)).parent, ignore_errors=True)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if text in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(p.name))
+            except OSError:
+                continue
+    return pids
