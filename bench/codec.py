@@ -20,50 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.codec import Codec  # noqa: E402
 from pipeline.codec.container import CHUNK_HEADER_BYTES, GopEntry, StreamHeader  # noqa: E402
+from pipeline.metrics import ms_ssim, psnr_rgb, psnr_y  # noqa: E402
 
 DEV = Path("/work/shared/data/clips/dev")
-
-
-def _metrics():
-    """pipeline.metrics when present, else minimal inline versions (noted in the JSON)."""
-    try:
-        from pipeline import metrics as m
-
-        return m.psnr_y, m.psnr_rgb, m.ms_ssim, "pipeline.metrics"
-    except (ImportError, AttributeError):
-        pass
-
-    def psnr(a: np.ndarray, b: np.ndarray) -> float:
-        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-        return 100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-    def luma(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        return 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
-
-    def psnr_y(a, b):
-        return psnr(luma(a), luma(b))
-
-    def psnr_rgb(a, b):
-        return psnr(a, b)
-
-    def ms_ssim(a, b):
-        from pytorch_msssim import ms_ssim as f
-
-        x = torch.from_numpy(a).permute(0, 3, 1, 2).float()
-        y = torch.from_numpy(b).permute(0, 3, 1, 2).float()
-        side = min(x.shape[-2:])
-        w = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
-        n = 5 if side > 160 else 4 if side > 80 else 3
-        return float(f(x, y, data_range=255, weights=w[:n]))
-
-    return psnr_y, psnr_rgb, ms_ssim, "inline (pipeline.metrics missing)"
 
 
 def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool) -> dict:
     from pipeline.video_io import probe, read_frames
 
-    psnr_y, psnr_rgb, ms_ssim, _ = _metrics()
     info = probe(path)
     x = read_frames(path, 0, min(frames, info.frame_count))
     t, h, w, _ = x.shape
@@ -189,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "model_id": codec.model_id, "weights": str(a.weights or "models/progvc.pt"), "meta": codec.meta,
-        "frames_per_clip": a.frames, "gop": a.gop, "threads": a.threads, "metrics": _metrics()[3],
+        "frames_per_clip": a.frames, "gop": a.gop, "threads": a.threads, "metrics": "pipeline.metrics",
         "host": platform.processor() or platform.machine(), "torch": torch.__version__, "clips": results,
     }
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
