@@ -4,6 +4,10 @@ Per GOP and scale k, chunk k holds scale k's tokens of every frame (frames in or
 order, each tile's token block row-major), range-coded with the context model's quantized
 probabilities p(x[f,k] | x[f,<k], x[f-1,k], x[key,k]). The probability path (quantizer,
 φ convs, context transformer) runs in float64 on the CPU; see entropy.py for the integer tables.
+
+Keyframe mode (CGVC): the keyframe carries every scale, the other frames only their first K' scales
+(their dense control prior); the decoder generates their finer scales with the same context model,
+which sees the keyframe's real tokens at those scales. Chunks k > K' then hold the keyframe alone.
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ def _model_id(state: dict[str, torch.Tensor]) -> str:
         h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def coded_scales(frame: int, n_layers: int, frame_scales: int | None) -> int:
+    """Scales of GOP frame `frame` carried by `n_layers` layers: all of them for the keyframe (frame 0)
+    and in plain mode (`frame_scales` None), at most `frame_scales` for the other frames (keyframe mode)."""
+    if frame == 0 or frame_scales is None:
+        return n_layers
+    return min(n_layers, frame_scales)
 
 
 def tokens_crc(symbols: list[np.ndarray]) -> int:
@@ -196,12 +208,19 @@ class Codec:
     # ---- GOP coding --------------------------------------------------------------------------
 
     def encode_gop(
-        self, frames_THWC: np.ndarray, scales: int | None = None, batch_size: int | None = None
+        self, frames_THWC: np.ndarray, scales: int | None = None, batch_size: int | None = None,
+        frame_scales: int | None = None,
     ) -> EncodedGop:
-        """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N)."""
+        """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N).
+
+        Keyframe mode (`frame_scales` = K' < K): frames 1.. are coded at scales 1..K' only, so chunks
+        K'+1..K hold the keyframe's tokens alone (see `coded_scales`).
+        """
         x = np.asarray(frames_THWC)
         if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8 or not len(x):
             raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {x.shape} {x.dtype}")
+        if frame_scales is not None and frame_scales < 1:
+            raise ValueError(f"frame_scales must be at least 1, got {frame_scales}")
         n = self.cfg.n_scales if scales is None else max(1, min(scales, self.cfg.n_scales))
         _, h, w, _ = x.shape
         grid = self.grid(h, w)
@@ -210,14 +229,15 @@ class Codec:
         ce = [0.0] * n
         syms: list[list[np.ndarray]] = [[] for _ in range(n)]
         for f, cur in enumerate(tokens):
-            gen = self._scale_tables(grid, n, tokens[f - 1] if f else None, tokens[0] if f else None, batch_size)
+            n_f = coded_scales(f, n, frame_scales)
+            gen = self._scale_tables(grid, n_f, tokens[f - 1] if f else None, tokens[0] if f else None, batch_size)
             wk = next(gen)
-            for k in range(n):
+            for k in range(n_f):
                 s = np.concatenate([b.flatten().numpy() for b in grid_to_blocks(cur[k], grid, k)])
                 encs[k].encode(s, wk)
                 ce[k] += cross_entropy_bits(wk, s)
                 syms[k].append(s)
-                if k + 1 < n:
+                if k + 1 < n_f:
                     wk = gen.send(cur[k])
         chunks, counts, crcs = [], [], []
         for k in range(n):
@@ -231,10 +251,13 @@ class Codec:
     def decode_gop_tokens(
         self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
+        frame_scales: int | None = None,
     ) -> list[FrameTokens]:
         """Tokens of every frame: scales 1..K from the chunks, K+1..N predicted (unless predict="none").
 
-        Frame-major: all K range decoders stay open while the frames are decoded in order.
+        Frame-major: all K range decoders stay open while the frames are decoded in order. Keyframe mode
+        (`frame_scales` = K' as encoded): frames 1.. have min(K, K') coded scales, the rest predicted
+        from their own coarse scales, the previous frame and the keyframe's tokens.
         """
         if predict not in PREDICT_MODES:
             raise ValueError(f"predict must be one of {PREDICT_MODES}, got {predict!r}")
@@ -247,20 +270,21 @@ class Codec:
             ch, _ = parse_chunk(c, 0, f"{where} scale {k + 1}")
             if ch.scale != k + 1:
                 raise StreamError(f"{where} scale {k + 1}: chunk holds scale {ch.scale}; chunks out of order")
-            expect = n_frames * grid.tokens_per_frame(k)
+            n_in = sum(coded_scales(f, len(chunks), frame_scales) > k for f in range(n_frames))
+            expect = n_in * grid.tokens_per_frame(k)
             if ch.token_count != expect:
                 raise StreamError(
                     f"{where} scale {k + 1}: chunk has {ch.token_count} tokens, expected {expect} for "
-                    f"{n_frames} frames of {width}x{height}; wrong frame count/size or damaged stream"
+                    f"{n_in} frames of {width}x{height}; wrong frame count/size/mode or damaged stream"
                 )
             parsed.append(ch)
             decs.append(ScaleDecoder(ch.payload))
-        n_coded = len(chunks)
-        n_total = self.cfg.n_scales if predict != "none" else n_coded
         rng = np.random.default_rng(seed)
         tokens: list[FrameTokens] = [[] for _ in range(n_frames)]
-        syms: list[list[np.ndarray]] = [[] for _ in range(n_coded)]
+        syms: list[list[np.ndarray]] = [[] for _ in range(len(chunks))]
         for f in range(n_frames):
+            n_coded = coded_scales(f, len(chunks), frame_scales)
+            n_total = self.cfg.n_scales if predict != "none" else n_coded
             if n_total == 0:
                 break
             gen = self._scale_tables(grid, n_total, tokens[f - 1] if f else None, tokens[0] if f else None,
@@ -297,9 +321,11 @@ class Codec:
     def decode_gop(
         self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
+        frame_scales: int | None = None,
     ) -> np.ndarray:
-        """Decode one GOP from its first K chunks → (T, H, W, 3) uint8."""
-        toks = self.decode_gop_tokens(chunks, n_frames, width, height, predict, seed, gop_index, context, batch_size)
+        """Decode one GOP from its first K chunks → (T, H, W, 3) uint8 (`frame_scales`: keyframe mode)."""
+        toks = self.decode_gop_tokens(chunks, n_frames, width, height, predict, seed, gop_index, context, batch_size,
+                                      frame_scales)
         return self.decode_tokens(toks, width, height)
 
 

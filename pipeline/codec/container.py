@@ -34,6 +34,7 @@ MAX_SIDE = 1 << 16  # header width/height at most (pixels)
 MAX_FRAME_PIXELS = 8192 * 8192  # = pipeline.video_io.MAX_PIXELS: nothing larger is ever encoded
 MAX_SCALES = 64
 MAX_SCALE_SIDE = 4096  # scale schedule entries and tile size at most
+MODES = ("plain", "keyframe")  # keyframe: non-keyframes carry only scales 1..frame_scales
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,19 @@ class StreamHeader:
     scales: tuple[int, ...]
     tile: int
     gops: list[GopEntry] = field(default_factory=list)
-    mode: str = "plain"
+    mode: str = "plain"  # "plain" | "keyframe" (MODES)
+    frame_scales: int | None = None  # keyframe mode: scales coded for non-keyframes (the keyframe has all)
     format_version: int = FORMAT_VERSION
 
     @property
     def n_scales(self) -> int:
         return len(self.scales)
+
+    def coded_frames(self, gop: int, scale: int) -> int:
+        """Frames of GOP `gop` whose tokens the chunk of `scale` (1-based) holds: all of them, or only the
+        keyframe for scales above `frame_scales` in keyframe mode."""
+        n = self.gops[gop].frame_count
+        return n if self.frame_scales is None or scale <= self.frame_scales else 1
 
     def to_bytes(self) -> bytes:
         body = json.dumps(
@@ -76,6 +84,7 @@ class StreamHeader:
                 "scales": list(self.scales),
                 "tile": self.tile,
                 "mode": self.mode,
+                **({"frame_scales": self.frame_scales} if self.frame_scales is not None else {}),
                 "gops": [[g.first_frame, g.frame_count, int(g.keyframe)] for g in self.gops],
             },
             separators=(",", ":"),
@@ -114,6 +123,7 @@ class StreamHeader:
                 scales=tuple(int(s) for s in d["scales"]),
                 tile=int(d["tile"]),
                 mode=str(d.get("mode", "plain")),
+                frame_scales=None if d.get("frame_scales") is None else int(d["frame_scales"]),
                 gops=[GopEntry(int(a), int(b), bool(c)) for a, b, c in d["gops"]],
                 format_version=version,
             )
@@ -135,6 +145,12 @@ class StreamHeader:
             bad = f"scale schedule {list(self.scales)[:8]}"
         elif not 1 <= self.tile <= MAX_SCALE_SIDE:
             bad = f"tile {self.tile}"
+        elif self.mode not in MODES:
+            bad = f"mode {self.mode!r} (this build knows {', '.join(MODES)}; a newer progvc may read it)"
+        elif (self.mode == "keyframe") != (self.frame_scales is not None) or (
+            self.frame_scales is not None and not 1 <= self.frame_scales <= len(self.scales)
+        ):
+            bad = f"mode {self.mode} with frame_scales {self.frame_scales}"
         else:
             nxt = 0
             for i, g in enumerate(self.gops):
