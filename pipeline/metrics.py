@@ -17,6 +17,12 @@ average per-frame PSNR.
   Frames whose smaller side is <= 32 px cannot hold 5 scales: they fall back to single-scale SSIM.
 - `vmaf`: libvmaf (model `vmaf_v0.6.1`, built into the static FFmpeg of `imageio-ffmpeg`). Frames are
   handed over as raw rgb24 and converted by FFmpeg to BT.601 limited-range yuv420p (VMAF reads luma).
+- `tfd` (temporal frame-difference error, lower is better): for frame t >= 1 the mean absolute
+  difference, over the pixels, between the decoded luma change `D_t - D_{t-1}` and the source's
+  `S_t - S_{t-1}` (same BT.601 full-range luma as `psnr_y`, 0..255 units). It is 0 for any decode whose
+  error is constant in time (even a large static offset) and equals the source's mean absolute luma
+  change for a decode that freezes; flicker or jerky motion raise it. Frame 0 has no predecessor: its
+  value is NaN, and `clip_means` averages frames 1..T-1 only (a 1-frame clip gives NaN).
 """
 
 from __future__ import annotations
@@ -34,7 +40,11 @@ import numpy as np
 from pipeline.errors import ProGVCError
 
 PSNR_MAX_DB = 100.0
-METRICS: tuple[str, ...] = ("psnr_y", "psnr_rgb", "ms_ssim", "vmaf")
+METRICS: tuple[str, ...] = ("psnr_y", "psnr_rgb", "ms_ssim", "vmaf", "tfd")
+#: metrics where a smaller value is better (never BD-rate them as if higher were better)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"tfd"})
+#: metrics whose frame-0 value is undefined (NaN); their clip mean skips it
+NO_FIRST_FRAME: frozenset[str] = frozenset({"tfd"})
 _LUMA_BT601 = np.array([0.299, 0.587, 0.114])
 _MSSSIM_STD_WIN = 11
 
@@ -160,7 +170,20 @@ def vmaf(ref_THWC: np.ndarray, dist_THWC: np.ndarray, threads: int = 2) -> np.nd
     return out
 
 
-_FUNCS = {"psnr_y": psnr_y, "psnr_rgb": psnr_rgb, "ms_ssim": ms_ssim, "vmaf": vmaf}
+def tfd(ref_THWC: np.ndarray, dist_THWC: np.ndarray) -> np.ndarray:
+    """Per-frame temporal frame-difference error `(T,)` in luma levels (0..255), NaN at frame 0.
+
+    tfd[t] = mean over pixels of |(D_t - D_{t-1}) - (S_t - S_{t-1})| on BT.601 luma, t >= 1.
+    """
+    _check_pair(ref_THWC, dist_THWC)
+    out = np.full(ref_THWC.shape[0], np.nan)
+    if ref_THWC.shape[0] > 1:
+        e_THW = luma_bt601(dist_THWC) - luma_bt601(ref_THWC)  # error of each frame; tfd = |its change|
+        out[1:] = np.mean(np.abs(np.diff(e_THW, axis=0)), axis=(1, 2))
+    return out
+
+
+_FUNCS = {"psnr_y": psnr_y, "psnr_rgb": psnr_rgb, "ms_ssim": ms_ssim, "vmaf": vmaf, "tfd": tfd}
 
 
 def compute_metrics(
@@ -175,6 +198,13 @@ def compute_metrics(
     return out
 
 
-def clip_means(per_frame: dict[str, Sequence[float] | np.ndarray]) -> dict[str, float]:
-    """Clip figure of each metric: the mean of its per-frame values."""
-    return {name: float(np.mean(np.asarray(v, dtype=np.float64))) for name, v in per_frame.items()}
+def clip_means(per_frame: dict[str, Sequence[float | None] | np.ndarray]) -> dict[str, float]:
+    """Clip figure of each metric: the mean of its per-frame values (frame 0 skipped for `NO_FIRST_FRAME`
+    metrics, whose frame-0 value is NaN or None; NaN when no frame is left)."""
+    out = {}
+    for name, v in per_frame.items():
+        a = np.asarray(v, dtype=np.float64)  # None -> NaN
+        if name in NO_FIRST_FRAME:
+            a = a[1:]
+        out[name] = float(np.mean(a)) if a.size else float("nan")
+    return out

@@ -93,3 +93,39 @@ def test_compute_metrics_and_clip_means():
     assert means["psnr_y"] == metrics.PSNR_MAX_DB and means["ms_ssim"] == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.compute_metrics(x, x, ["lpips"])
+
+
+def test_tfd_identical_is_zero_and_frame0_is_excluded():
+    x = textured_clip(4)
+    v = metrics.tfd(x, x)
+    assert v.shape == (4,) and math.isnan(v[0])
+    np.testing.assert_array_equal(v[1:], 0.0)
+    assert metrics.clip_means({"tfd": v}) == {"tfd": 0.0}
+    assert "tfd" in metrics.METRICS and "tfd" in metrics.LOWER_IS_BETTER
+    assert math.isnan(metrics.clip_means(metrics.compute_metrics(x[:1], x[:1], ["tfd"]))["tfd"])
+
+
+def test_tfd_of_frozen_decode_is_source_motion_energy():
+    x = textured_clip(5)
+    frozen = np.repeat(x[:1], 5, axis=0)  # decoder shows frame 0 throughout
+    y = x.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    motion_T = np.abs(np.diff(y, axis=0)).mean(axis=(1, 2))
+    v = metrics.tfd(x, frozen)
+    np.testing.assert_allclose(v[1:], motion_T, rtol=1e-12)
+    assert motion_T.min() > 1.0  # the clip does move, so the test can fail
+    # clip mean = mean over frames 1..T-1, also through compute_metrics/clip_means and JSON-style None
+    per = metrics.compute_metrics(x, frozen, ["tfd", "psnr_y"])
+    assert metrics.clip_means(per)["tfd"] == pytest.approx(motion_T.mean())
+    as_json = [None] + [float(a) for a in per["tfd"][1:]]
+    assert metrics.clip_means({"tfd": as_json})["tfd"] == pytest.approx(motion_T.mean())
+
+
+def test_tfd_ignores_constant_error_but_sees_flicker():
+    rng = np.random.default_rng(5)
+    ref = rng.integers(20, 230, (4, 24, 32, 3)).astype(np.uint8)
+    offset = (ref.astype(int) + 17).astype(np.uint8)  # same error in every frame: no temporal artefact
+    np.testing.assert_allclose(metrics.tfd(ref, offset)[1:], 0.0, atol=1e-12)
+    assert metrics.psnr_y(ref, offset).mean() < 24  # large static error, still tfd 0
+    flicker = ref.astype(int)
+    flicker[1::2] += 6  # odd frames brighter by 6 levels in R, G, B -> luma change error 6 every frame
+    np.testing.assert_allclose(metrics.tfd(ref, flicker.astype(np.uint8))[1:], 6.0, atol=1e-9)
