@@ -11,7 +11,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser("encode", help="encode a video into a progressive .pgv stream")
     e.add_argument("input", help="source video (anything PyAV reads: mp4, mkv, webm, y4m, ...)")
     e.add_argument("-o", "--output", required=True, help="output .pgv")
-    e.add_argument("--scales", type=int, default=None, help="keep only the first K scale layers")
+    e.add_argument("--scales", "--keyframe-scales", dest="scales", type=int, default=None,
+                   help="keep only the first K scale layers (in keyframe mode: the keyframes' scales)")
+    e.add_argument("--mode", choices=("plain", "keyframe"), default="plain",
+                   help="plain: every frame carries the kept scales; keyframe (CGVC): each GOP's keyframe "
+                        "carries them, the other frames only --frame-scales and the decoder generates the rest")
+    e.add_argument("--frame-scales", type=int, default=None,
+                   help="keyframe mode: scales coded for non-keyframes (1..keyframe scales)")
     e.add_argument("--gop", type=int, default=16, help="maximum GOP length in frames (default 16)")
     e.add_argument("--weights", default=None, help="model weights (default: models/progvc.pt)")
     e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
@@ -52,7 +58,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     _check_scales(a.scales, a.threads)
     codec = Codec.load(a.weights, batch_size=a.batch_size)
-    s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet)
+    s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet,
+                     mode=a.mode, frame_scales=a.frame_scales)
     h = s.header
     px = h.width * h.height * h.frame_count
     print(f"{a.output}: {h.frame_count} frames {h.width}x{h.height}, {len(h.gops)} GOPs, {len(s.layer_bytes)} "
@@ -82,7 +89,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"file        {a.input} ({Path(a.input).stat().st_size} bytes)\n")
     out.write(f"model id    {h.model_id}\n")
-    out.write(f"format      v{h.format_version} mode={h.mode}\n")
+    kf = f" (keyframes: every layer; other frames: layers 1..{h.frame_scales})" if h.frame_scales else ""
+    out.write(f"format      v{h.format_version} mode={h.mode}{kf}\n")
     out.write(f"video       {h.width}x{h.height} @ {h.fps_num}/{h.fps_den} fps, {h.frame_count} frames\n")
     out.write(f"scales      {list(h.scales)} (tile {h.tile}); layers present: {s.n_layers}/{h.n_scales}\n")
     out.write(f"GOPs        {len(h.gops)}: " + ", ".join(f"{g.first_frame}+{g.frame_count}" for g in h.gops[:12])

@@ -31,6 +31,25 @@ class EncodeStats:
         return self.header.frame_count / max(self.seconds, 1e-9)
 
 
+def check_mode(mode: str, frame_scales: int | None, n_layers: int) -> int | None:
+    """Validated `frame_scales` for the header: None in plain mode, 1..n_layers in keyframe mode."""
+    from pipeline.codec.container import MODES
+    from pipeline.errors import ProGVCError
+
+    if mode not in MODES:
+        raise ProGVCError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "plain":
+        if frame_scales is not None:
+            raise ProGVCError("--frame-scales applies to --mode keyframe only")
+        return None
+    if frame_scales is None or not 1 <= frame_scales <= n_layers:
+        raise ProGVCError(
+            f"--mode keyframe needs --frame-scales K with 1 <= K <= {n_layers} (the keyframes' scales); "
+            f"got {frame_scales}"
+        )
+    return frame_scales
+
+
 def fixed_gops(frame_count: int, max_gop: int) -> list[GopEntry]:
     """GOPs of max_gop frames (the last may be shorter)."""
     return [GopEntry(s, min(max_gop, frame_count - s), True) for s in range(0, frame_count, max_gop)]
@@ -59,11 +78,17 @@ def encode_video(
     max_gop: int = 16,
     gops: list[GopEntry] | None = None,
     progress: bool = True,
+    mode: str = "plain",
+    frame_scales: int | None = None,
 ) -> EncodeStats:
-    """Encode every frame of `src` (anything PyAV reads) into `out_pgv` with K = scales (default all)."""
+    """Encode every frame of `src` (anything PyAV reads) into `out_pgv` with K = scales (default all).
+
+    mode="keyframe": each GOP's keyframe keeps K scales, the other frames `frame_scales` (1..K).
+    """
     from pipeline import video_io
 
     codec = codec or Codec.load()
+    frame_scales = check_mode(mode, frame_scales, scales or codec.cfg.n_scales)
     info = video_io.probe(src)
     t0 = time.time()
     gops = gops if gops is not None else plan(src, info.frame_count, max_gop)
@@ -78,7 +103,7 @@ def encode_video(
             buf = [fr for _, fr in zip(range(g.frame_count), frames)]
             if not buf:
                 break
-            enc = codec.encode_gop(np.stack(buf), scales=scales)
+            enc = codec.encode_gop(np.stack(buf), scales=scales, frame_scales=frame_scales)
             chunks.append(enc.chunks)
             for k, b in enumerate(enc.ce_bits):
                 ce[k] += b
@@ -88,7 +113,7 @@ def encode_video(
     header = StreamHeader(
         model_id=codec.model_id, width=info.width, height=info.height, fps_num=fps.numerator,
         fps_den=fps.denominator, frame_count=n_done, scales=tuple(codec.cfg.scales), tile=codec.cfg.tile,
-        gops=real_gops,
+        gops=real_gops, mode=mode, frame_scales=frame_scales,
     )
     total = write_pgv(out_pgv, header, chunks)
     n_layers = len(ce)
@@ -108,7 +133,7 @@ def iter_decoded(
     with _bar(h.frame_count, f"decode {Path(source).name} K={k}", progress) as bar:
         for g, gop in enumerate(h.gops):
             frames = codec.decode_gop(stream.gop_chunks(g, k), gop.frame_count, h.width, h.height, predict=predict,
-                                      seed=seed + g, gop_index=g, context=source)
+                                      seed=seed + g, gop_index=g, context=source, frame_scales=h.frame_scales)
             yield from frames
             bar.update(gop.frame_count)
 
