@@ -81,7 +81,8 @@ class SourceInfo:
 @dataclass
 class GopData:
     """One encoded GOP: its frames and, per scale k = 1..N, the chunk bytes, token count and checksum
-    (the codec's CRC32 of the token indices), as `EncodedGop` gives them."""
+    (the codec's CRC32 of the token indices), as `EncodedGop` gives them. `frames_coded[k-1]`: frames
+    whose tokens chunk k holds (keyframe mode: 1 above `frame_scales`); None = all `frame_count` (plain)."""
 
     first_frame: int
     frame_count: int
@@ -89,6 +90,7 @@ class GopData:
     chunks: Sequence[bytes]
     token_counts: Sequence[int]
     checksums: Sequence[int]
+    frames_coded: Sequence[int] | None = None
 
 
 @dataclass
@@ -154,10 +156,12 @@ class ArchiveWriter:
                              f"what was written ({len(data)} bytes); check the server's health and re-run")
 
     def write_video(self, video_id: str, header: bytes, gops: Sequence[GopData], source: SourceInfo,
-                    model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None) -> pa.Table:
+                    model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None,
+                    mode: str = "plain") -> pa.Table:
         """Write and verify `header.bin` and `layer-<k>.bin` of one video; return its manifest rows
         (not yet visible: pass them to `commit`). `quality[K]` = {"psnr"|"ms_ssim"|"vmaf": value} of the
-        video decoded at K scales. Raises ManifestError if the video is already committed."""
+        video decoded at K scales; `mode`: the stream's coding mode ("plain" | "keyframe"), on every row.
+        Raises ManifestError if the video is already committed."""
         if self.is_committed(video_id):
             raise ManifestError(f"video {video_id} ({source.uri}) is already archived in {self.store.uri}; "
                                 f"skip it (re-runs skip committed videos)")
@@ -165,10 +169,11 @@ class ArchiveWriter:
             raise ManifestError(f"video {video_id} ({source.uri}) has no GOPs to archive")
         n_scales = len(gops[0].chunks)
         for g, gop in enumerate(gops):
-            if not (len(gop.chunks) == len(gop.token_counts) == len(gop.checksums) == n_scales):
+            n_coded = n_scales if gop.frames_coded is None else len(gop.frames_coded)
+            if not (len(gop.chunks) == len(gop.token_counts) == len(gop.checksums) == n_coded == n_scales):
                 raise ManifestError(f"GOP {g} of video {video_id}: {len(gop.chunks)} chunks, "
-                                    f"{len(gop.token_counts)} token counts, {len(gop.checksums)} checksums; "
-                                    f"expected {n_scales} of each (one per scale)")
+                                    f"{len(gop.token_counts)} token counts, {len(gop.checksums)} checksums, "
+                                    f"{n_coded} frames-coded counts; expected {n_scales} of each (one per scale)")
         stats = WriteStats()
         cols: dict[str, list] = {name: [] for name in mf.SCHEMA.names}
 
@@ -182,7 +187,9 @@ class ArchiveWriter:
                         keyframe=bool(gop.keyframe) if gop else False, scale=scale, layer_key=key,
                         byte_offset=offset, byte_length=length, token_count=tokens, checksum=checksum,
                         model_id=model_id, created_at=None, psnr=q.get("psnr"), ms_ssim=q.get("ms_ssim"),
-                        vmaf=q.get("vmaf"), status=None)
+                        vmaf=q.get("vmaf"), status=None, mode=mode,
+                        frames_coded=0 if gop is None else gop.frame_count if gop.frames_coded is None
+                        else int(gop.frames_coded[scale - 1]))
             for name, v in vals.items():
                 cols[name].append(v)
 
@@ -212,9 +219,10 @@ class ArchiveWriter:
         return key
 
     def archive_video(self, video_id: str, header: bytes, gops: Sequence[GopData], source: SourceInfo,
-                      model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None) -> pa.Table:
+                      model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None,
+                      mode: str = "plain") -> pa.Table:
         """`write_video` then `commit` for one video; returns the committed rows."""
-        rows = self.write_video(video_id, header, gops, source, model_id, quality)
+        rows = self.write_video(video_id, header, gops, source, model_id, quality, mode)
         self.commit(rows)
         return rows
 

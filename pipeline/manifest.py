@@ -9,7 +9,14 @@ Schema (`SCHEMA`), one row per (video, GOP, scale): the DESIGN §3 columns `job_
 source_bytes, width, height, fps, gop_index, first_frame, frame_count, keyframe, scale, layer_key,
 byte_offset, byte_length, token_count, checksum, model_id, created_at`, then the nullable quality
 columns `psnr, ms_ssim, vmaf` (quality of the whole video decoded at `scale` scales, repeated on every GOP
-row of that scale) and `status`.
+row of that scale), `status`, then the keyframe-mode columns (issue 8) `frames_coded` (frames whose tokens
+the chunk holds: `frame_count` in plain mode, 1 = the GOP's keyframe alone for scales above the stream's
+`frame_scales` in keyframe mode, 0 on the header row) and `mode` ("plain" | "keyframe", every row).
+`keyframe` is true on every GOP row (each GOP's first frame is its keyframe).
+
+Schema evolution: parts written before a column existed read with nulls in it (`conform`, and the
+dataset reader on local stores); the effective view (`effective_rows`) fills the keyframe-mode columns of
+such rows with what they meant then: `mode = "plain"`, `frames_coded = frame_count` (0 on header rows).
 
 - Scale 0 is the stream header: one row per video with `gop_index = -1`, `layer_key =
   videos/<id>/header.bin`, `byte_length` = header size, `checksum` = CRC32 of the header bytes,
@@ -80,6 +87,8 @@ SCHEMA = pa.schema([
     ("ms_ssim", pa.float64()),
     ("vmaf", pa.float64()),
     ("status", pa.string()),
+    ("frames_coded", pa.int32()),  # frames whose tokens the chunk holds (keyframe mode: 1 above frame_scales)
+    ("mode", pa.string()),  # "plain" | "keyframe" (the stream header's mode)
 ])
 FAILURE_SCHEMA = pa.schema([("job_id", pa.string()), ("source_uri", pa.string()), ("reason", pa.string()),
                             ("failed_at", TS)])
@@ -255,8 +264,23 @@ def effective_rows(raw: pa.Table) -> pa.Table:
         committed = committed.join(pruned, ["video_id", "scale"], join_type="left outer")
     else:
         committed = committed.append_column("pruned_at", pa.nulls(committed.num_rows, TS))
-    committed = committed.select([*SCHEMA.names, "pruned_at"]).combine_chunks()
+    committed = _fill_mode_columns(committed.select([*SCHEMA.names, "pruned_at"]).combine_chunks())
     return committed.sort_by([("video_id", "ascending"), ("scale", "ascending"), ("gop_index", "ascending")])
+
+
+def _fill_mode_columns(table: pa.Table) -> pa.Table:
+    """Rows from parts written before keyframe mode: `mode` null -> "plain", `frames_coded` null ->
+    `frame_count` (0 on header rows); rows that have them are unchanged."""
+    mode = table.column("mode")
+    if mode.null_count:
+        table = table.set_column(table.schema.get_field_index("mode"), "mode", pc.fill_null(mode, "plain"))
+    coded = table.column("frames_coded")
+    if coded.null_count:
+        plain = pc.if_else(pc.equal(table.column("scale"), HEADER_SCALE), pa.scalar(0, pa.int32()),
+                           pc.cast(table.column("frame_count"), pa.int32()))
+        table = table.set_column(table.schema.get_field_index("frames_coded"), "frames_coded",
+                                 pc.coalesce(coded, plain))
+    return table
 
 
 def compact(store: Store, job_id: str, min_parts: int = 2) -> str | None:

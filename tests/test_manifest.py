@@ -20,7 +20,9 @@ DESIGN_COLUMNS = ["job_id", "video_id", "source_uri", "source_bytes", "width", "
 
 
 def test_schema_has_design_columns_then_quality_and_status():
-    assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status"]
+    assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status", "frames_coded", "mode"]
+    assert mf.SCHEMA.field("frames_coded").type == pa.int32() and mf.SCHEMA.field("frames_coded").nullable
+    assert mf.SCHEMA.field("mode").type == pa.string() and mf.SCHEMA.field("mode").nullable
     for q in ("psnr", "ms_ssim", "vmaf"):
         assert mf.SCHEMA.field(q).nullable and mf.SCHEMA.field(q).type == pa.float64()
     assert mf.SCHEMA.field("created_at").type == pa.timestamp("us", tz="UTC")
@@ -152,3 +154,70 @@ def test_writer_compacts_its_job_automatically(any_store):
         assert mf.read_manifest(any_store).num_rows == (i + 1) * 3
     assert sorted(pc.unique(mf.read_manifest(any_store).column("video_id")).to_pylist()) == sorted(
         v[0] for v in videos)
+
+
+def _keyframe_video(seed: int, frame_scales: int = 2, n_scales: int = 4):
+    """A synthetic video marked as keyframe-mode: chunks above `frame_scales` hold the keyframe alone."""
+    vid, header, gops, source = synthetic_video(seed, n_gops=2, n_scales=n_scales)
+    for g in gops:
+        g.frames_coded = [g.frame_count if k <= frame_scales else 1 for k in range(1, n_scales + 1)]
+    return vid, header, gops, source
+
+
+def test_write_video_records_frames_coded_and_mode(tmp_path):
+    store = LocalStore(tmp_path)
+    w = ArchiveWriter(store, "j")
+    vid, header, gops, source = _keyframe_video(8)
+    w.archive_video(vid, header, gops, source, "m", mode="keyframe")
+    pvid, pheader, pgops, psource = synthetic_video(9, n_gops=2, n_scales=4)
+    w.archive_video(pvid, pheader, pgops, psource, "m")  # plain (default)
+    rows = {(r["video_id"], r["scale"], r["gop_index"]): r for r in mf.read_manifest(store).to_pylist()}
+    assert rows[(vid, 0, -1)]["frames_coded"] == 0 and rows[(vid, 0, -1)]["mode"] == "keyframe"
+    assert [rows[(vid, k, 1)]["frames_coded"] for k in (1, 2, 3, 4)] == [8, 8, 1, 1]
+    assert all(rows[(vid, k, g)]["keyframe"] for k in (1, 2, 3, 4) for g in (0, 1))
+    assert {r["mode"] for key, r in rows.items() if key[0] == pvid} == {"plain"}
+    assert [rows[(pvid, k, 0)]["frames_coded"] for k in (1, 2, 3, 4)] == [8, 8, 8, 8]
+    bad_vid, bh, bgops, bsrc = _keyframe_video(10)
+    bgops[0].frames_coded = [8, 1]
+    with pytest.raises(ManifestError, match="frames-coded counts"):
+        w.write_video(bad_vid, bh, bgops, bsrc, "m", mode="keyframe")
+
+
+def test_parts_written_before_keyframe_mode_still_read(any_store):
+    """A part without the `frames_coded`/`mode` columns (as jobs wrote them before issue 8) reads with
+    nulls in the raw union and as plain mode in the effective view, beside a part that has them."""
+    import pyarrow.parquet as pq
+
+    old_vid, header, gops, source = synthetic_video(11, n_gops=2, n_scales=3)
+    old = ArchiveWriter(any_store, "old-job").write_video(old_vid, header, gops, source, "m")
+    old = mf.conform(old).drop_columns(["frames_coded", "mode"])
+    old = old.set_column(old.schema.get_field_index("job_id"), "job_id", pa.array(["old-job"] * old.num_rows))
+    old = old.set_column(old.schema.get_field_index("status"), "status", pa.array(["committed"] * old.num_rows))
+    old = old.set_column(old.schema.get_field_index("created_at"), "created_at",
+                         pa.array([mf.utcnow()] * old.num_rows, mf.TS))
+    sink = pa.BufferOutputStream()
+    pq.write_table(old, sink)
+    any_store.put("manifests/old-job/part-20250101T000000000000Z-00000000.parquet", sink.getvalue().to_pybytes())
+    new_vid, nheader, ngops, nsource = _keyframe_video(12, frame_scales=1, n_scales=3)
+    ArchiveWriter(any_store, "new-job").archive_video(new_vid, nheader, ngops, nsource, "m", mode="keyframe")
+
+    raw = mf.read_parts(any_store).table
+    assert raw.schema.names == mf.SCHEMA.names
+    old_raw = raw.filter(pc.equal(raw.column("video_id"), old_vid))
+    assert old_raw.column("frames_coded").null_count == old_raw.num_rows == 1 + 2 * 3
+    assert old_raw.column("mode").null_count == old_raw.num_rows
+    eff = mf.read_manifest(any_store)
+    assert mf.committed_video_ids(any_store) == {old_vid, new_vid}
+    by = {(r["video_id"], r["scale"], r["gop_index"]): r for r in eff.to_pylist()}
+    assert {r["mode"] for k, r in by.items() if k[0] == old_vid} == {"plain"}
+    assert by[(old_vid, 0, -1)]["frames_coded"] == 0
+    assert [by[(old_vid, k, 0)]["frames_coded"] for k in (1, 2, 3)] == [8, 8, 8]
+    assert {r["mode"] for k, r in by.items() if k[0] == new_vid} == {"keyframe"}
+    assert [by[(new_vid, k, 1)]["frames_coded"] for k in (1, 2, 3)] == [8, 1, 1]
+    from pipeline.archive import prune
+
+    rep = prune(any_store, 2, [old_vid])  # tombstones of old rows carry the filled-in columns
+    assert rep.video_ids == [old_vid]
+    eff = mf.read_manifest(any_store)
+    pruned = eff.filter(pc.is_valid(eff.column("pruned_at")))
+    assert set(pruned.column("scale").to_pylist()) == {3} and set(pruned.column("mode").to_pylist()) == {"plain"}
