@@ -128,10 +128,11 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
         str(tmp_path / "cache"),
     ]
     assert main(argv) == 0
-    for name in ("results.json", "summary.md", "rd_psnr_y.png", "rd_ms_ssim.png", "rd_vmaf.png"):
+    for name in ("results.json", "summary.md", "rd_psnr_y.png", "rd_ms_ssim.png", "rd_vmaf.png", "rd_tfd.png"):
         assert (out / name).stat().st_size > 0, name
     res = json.loads((out / "results.json").read_text())
-    pv = sorted((p for p in res["points"] if p["codec"] == "progvc"), key=lambda p: p["param"])
+    assert res["meta"]["modes"] == ["plain", "keyframe"]
+    pv = sorted((p for p in res["points"] if p["codec"] == "progvc" and p["mode"] == "plain"), key=lambda p: p["param"])
     assert [p["param"] for p in pv] == [1, 2, 3, 4]
     assert all(a["bits"] < b["bits"] for a, b in zip(pv, pv[1:]))  # more scales, more bits
     # bits of K = N equal the chunks of a fresh encode of the same two GOPs (4 + 2 frames)
@@ -141,14 +142,90 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
     x264 = [p for p in res["points"] if p["codec"] == "x264"]
     assert len(x264) >= 3 and all(p["keyframes"] == [0, 4] for p in x264)
     assert min(p["bpp"] for p in x264) <= pv[0]["bpp"] or max(p["param"] for p in x264) == 51
+    # keyframe mode: one point per frame-scale count K = 1..N-1, each its own encode with every chunk counted
+    kf = sorted((p for p in res["points"] if p.get("mode") == "keyframe"), key=lambda p: p["param"])
+    assert [p["param"] for p in kf] == [1, 2, 3] and all(p["preset"] == "keyframe/argmax" for p in kf)
+    for p in kf:
+        k = p["param"]
+        enc = [codec.encode_gop(frames[:4], frame_scales=k), codec.encode_gop(frames[4:], frame_scales=k)]
+        assert p["bits"] == 8 * sum(len(c) for g in enc for c in g.chunks)
+        # chunks 1..K carry every frame (as plain mode's), K+1..N the keyframe alone
+        assert pv[k - 1]["bits"] < p["bits"] < pv[-1]["bits"]
+    assert all(a["bits"] < b["bits"] for a, b in zip(kf, kf[1:]))
     for p in res["points"]:
-        assert set(p["metrics"]) == {"psnr_y", "psnr_rgb", "ms_ssim", "vmaf"}
+        assert set(p["metrics"]) == {"psnr_y", "psnr_rgb", "ms_ssim", "vmaf", "tfd"}
         assert p["bpp"] == pytest.approx(p["bits"] / (6 * 64 * 64))
+        assert p["per_frame"]["tfd"][0] is None and len(p["per_frame"]["tfd"]) == 6
+        assert p["metrics"]["tfd"] == pytest.approx(np.mean(p["per_frame"]["tfd"][1:]), abs=1e-4)
     summary = (out / "summary.md").read_text()
     assert "BD-rate of ProGVC" in summary and "x264 medium" in summary and "Bits" in summary
+    assert "BD-rate of ProGVC keyframe mode vs each reference codec" in summary
+    kf_section = summary.split("## Keyframe mode vs plain")[1].split("\n## ")[0]
+    assert "BD-rate of keyframe mode vs plain mode" in kf_section and "tfd" in kf_section
+    assert all(f"| {k} | {p['bpp']:.4f} |" in kf_section for k, p in zip((1, 2, 3), kf))
+    assert "tfd" not in summary.split("## BD-rate of ProGVC vs")[1].split("## Keyframe")[0]  # no BD-rate on tfd
     assert res["meta"]["computed_points"] > 0
     # a second run computes nothing new
     assert main(argv) == 0
     res2 = json.loads((out / "results.json").read_text())
     assert res2["meta"]["computed_points"] == 0 and res2["meta"]["cached_points"] == len(res2["points"])
     assert [p["bits"] for p in res2["points"]] == [p["bits"] for p in res["points"]]
+
+
+def test_keyframe_points_cache_keys_and_matched_bpp(tmp_path):
+    from pipeline.codec import Codec, CodecConfig
+    from pipeline.evaluate import report
+    from pipeline.evaluate.cache import EvalCache, frames_hash, key_of
+    from pipeline.evaluate.runner import (
+        EVAL_VERSION,
+        EvalConfig,
+        codec_code_hash,
+        keyframe_points,
+        progvc_cache_key,
+        progvc_points,
+    )
+
+    codec = Codec.random(CodecConfig.tiny(), seed=1)
+    frames = moving_clip(4, H=64, W=64, seed=2)
+    cfg = EvalConfig(codecs=("progvc",), gop=4, metrics=("psnr_y", "tfd"))
+    cache = EvalCache(tmp_path / "c")
+    plain = progvc_points(codec, "c", frames, cfg, cache)
+    kf = keyframe_points(codec, "c", frames, cfg, cache)
+    assert [p["param"] for p in plain] == [1, 2, 3, 4] and [p["param"] for p in kf] == [1, 2, 3]
+    # plain keys are the ones written before keyframe mode existed (old caches stay valid)
+    base = {"clip": frames_hash(frames), "codec": "progvc", "model": codec.model_id, "gop": 4,
+            "eval": EVAL_VERSION, "code": codec_code_hash()}
+    assert progvc_cache_key(base, "point", K=2, predict="argmax") == key_of(
+        {**base, "kind": "point", "K": 2, "predict": "argmax"})
+    keys = {progvc_cache_key(base, "point", K=k, predict="argmax") for k in (1, 2, 3, 4)}
+    keys |= {progvc_cache_key(base, "point", "keyframe", frame_scales=k, predict="argmax") for k in (1, 2, 3)}
+    enc_keys = {progvc_cache_key(base, "encode")}
+    enc_keys |= {progvc_cache_key(base, "encode", "keyframe", frame_scales=k) for k in (1, 2, 3)}
+    assert len(keys) == 7 and len(enc_keys) == 4
+    stored = {f.stem for f in (tmp_path / "c").rglob("*.json")}
+    assert keys | enc_keys == stored  # each mode and K has its own entry: 7 points + 4 encodes
+    # a second pass reads everything from the cache, identical results
+    cache2 = EvalCache(tmp_path / "c")
+    again = keyframe_points(codec, "c", frames, cfg, cache2)
+    assert cache2.misses == 0 and [p["bits"] for p in again] == [p["bits"] for p in kf]
+    # predict="none" leaves the non-keyframes' fine scales at their coarse reconstruction: other points
+    none = keyframe_points(codec, "c", frames, EvalConfig(codecs=("progvc",), gop=4, metrics=("psnr_y",),
+                                                            predict="none"), cache2)
+    assert [p["bits"] for p in none] == [p["bits"] for p in kf] and cache2.misses == 3
+    # matched-bpp interpolation of the plain curve (linear in log bpp, none outside its range)
+    matched = 0
+    for p in kf:
+        v = report.plain_at_bpp(plain, p["bpp"], "psnr_y")
+        below = [q for q in plain if q["bpp"] <= p["bpp"]]
+        above = [q for q in plain if q["bpp"] >= p["bpp"]]
+        assert (v is None) == (not below or not above)
+        if v is not None:
+            matched += 1
+            lo = max(below, key=lambda q: q["bpp"])["metrics"]["psnr_y"]
+            hi = min(above, key=lambda q: q["bpp"])["metrics"]["psnr_y"]
+            assert min(lo, hi) - 1e-9 <= v <= max(lo, hi) + 1e-9
+    assert matched == 3  # keyframe bits lie between plain K=1 and K=N by construction
+    assert report.plain_at_bpp(plain, plain[0]["bpp"] / 2, "psnr_y") is None
+    assert report.plain_at_bpp(plain, plain[1]["bpp"], "psnr_y") == pytest.approx(plain[1]["metrics"]["psnr_y"])
+    assert [report.curve_label(p) for p in (plain[0], kf[0])] == ["ProGVC", "ProGVC keyframe"]
+    assert report.bd_metrics(["psnr_y", "tfd", "vmaf"]) == ["psnr_y", "vmaf"]

@@ -1,5 +1,6 @@
-"""Write `progvc eval` outputs: results.json (every point), summary.md (BD-rate and per-clip tables),
-rd_<metric>.png (bpp on x, one line per codec/preset, ProGVC's points labelled with K)."""
+"""Write `progvc eval` outputs: results.json (every point), summary.md (BD-rate and per-clip tables, keyframe
+mode vs plain mode), rd_<metric>.png (bpp on x, one line per codec/preset, ProGVC's points labelled with K;
+both ProGVC modes on the same axes)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,28 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from pipeline.evaluate.bdrate import BDResult, bd_rate
+import numpy as np
 
-METRIC_LABEL = {"psnr_y": "PSNR-Y (dB)", "psnr_rgb": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF"}
-METRIC_SHORT = {"psnr_y": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ms_ssim": "MS-SSIM", "vmaf": "VMAF"}
+from pipeline.evaluate.bdrate import BDResult, bd_rate
+from pipeline.metrics import LOWER_IS_BETTER
+
+METRIC_LABEL = {
+    "psnr_y": "PSNR-Y (dB)",
+    "psnr_rgb": "PSNR-RGB (dB)",
+    "ms_ssim": "MS-SSIM",
+    "vmaf": "VMAF",
+    "tfd": "temporal frame-difference error (luma levels, lower is better)",
+}
+METRIC_SHORT = {"psnr_y": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "tfd": "tfd ↓"}
+PLAIN = "ProGVC"
+KEYFRAME = "ProGVC keyframe"
+TFD_DEFINITION = (
+    "tfd (temporal frame-difference error, lower is better) = mean over frames 1..T-1 of the mean absolute "
+    "difference between the decoded luma change D_t − D_(t−1) and the source's S_t − S_(t−1) (BT.601 luma, "
+    "0–255 levels, across GOP boundaries too). It is 0 for an error that stays the same in every frame and equals "
+    "the source's mean luma change for a frozen decode; flicker and wrong motion raise it. It is not a quality "
+    "scale a codec climbs with rate, so no BD-rate is computed on it."
+)
 
 BITS_DEFINITION = (
     "**Bits** = 8 × the bytes of the codec's own coded payload, the same rule for every codec: for x264/x265/"
@@ -25,7 +44,7 @@ BITS_DEFINITION = (
 
 def curve_label(p: dict) -> str:
     if p["codec"] == "progvc":
-        return "ProGVC"
+        return KEYFRAME if p.get("mode") == "keyframe" else PLAIN
     return f"av1 preset {p['preset']}" if p["codec"] == "av1" else f"{p['codec']} {p['preset']}"
 
 
@@ -40,11 +59,29 @@ def _curves(points: list[dict]) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
-def bd_table(points: list[dict], test: str, metrics: list[str]) -> dict[str, dict[str, dict[str, BDResult]]]:
-    """metric -> clip -> anchor label -> BD-rate of `test` curve vs that anchor."""
+def is_progvc(label: str) -> bool:
+    return label.startswith(PLAIN)
+
+
+def _label_order(label: str) -> tuple:
+    return (not is_progvc(label), label)
+
+
+def bd_metrics(metrics: list[str]) -> list[str]:
+    """The metrics BD-rate is computed on: higher-is-better ones (tfd is reported in tables only)."""
+    return [m for m in metrics if m not in LOWER_IS_BETTER]
+
+
+def bd_table(
+    points: list[dict], test: str, metrics: list[str], anchors: list[str] | None = None
+) -> dict[str, dict[str, dict[str, BDResult]]]:
+    """metric -> clip -> anchor label -> BD-rate of `test` curve vs that anchor.
+
+    Anchors: the given labels, else every curve except `test` and the ProGVC curves (the reference codecs).
+    Lower-is-better metrics are skipped."""
     curves = _curves(points)
     table: dict[str, dict[str, dict[str, BDResult]]] = {}
-    for m in metrics:
+    for m in bd_metrics(metrics):
         table[m] = {}
         for clip, by_label in curves.items():
             if test not in by_label:
@@ -52,7 +89,7 @@ def bd_table(points: list[dict], test: str, metrics: list[str]) -> dict[str, dic
             t = by_label[test]
             row = {}
             for lab, a in by_label.items():
-                if lab == test or lab == "ProGVC" and test != "ProGVC":
+                if lab == test or (lab not in anchors if anchors is not None else is_progvc(lab)):
                     continue
                 if not all(m in p["metrics"] for p in a + t):
                     continue
@@ -137,7 +174,7 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
 
     curves = _curves(points)
     clips = sorted(curves)
-    labels = sorted({lab for c in curves.values() for lab in c}, key=lambda s: (s != "ProGVC", s))
+    labels = sorted({lab for c in curves.values() for lab in c}, key=_label_order)
     colors = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
     written = []
     for m in metrics:
@@ -154,15 +191,19 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
                     continue
                 x = [p["bpp"] for p in pts]
                 y = [p["metrics"][m] for p in pts]
-                style = dict(marker="o", ms=4, lw=2.2) if lab == "ProGVC" else dict(marker=".", ms=5, lw=1.2)
+                style = dict(marker=".", ms=5, lw=1.2)
+                if lab == PLAIN:
+                    style = dict(marker="o", ms=4, lw=2.2)
+                elif lab == KEYFRAME:
+                    style = dict(marker="s", ms=4, lw=2.2, ls="--")
                 ax.plot(x, y, label=lab, color=colors[lab], **style)
-                if lab == "ProGVC":
+                if is_progvc(lab):
                     for p, xi, yi in zip(pts, x, y):
                         ax.annotate(
                             f"K={p['param']}",
                             (xi, yi),
                             textcoords="offset points",
-                            xytext=(3, -9),
+                            xytext=(3, -9) if lab == PLAIN else (3, 4),
                             fontsize=7,
                             color=colors[lab],
                         )
@@ -173,7 +214,7 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(clip, fontsize=10)
             ax.set_xlabel("bits per pixel")
-            ax.set_ylabel(METRIC_LABEL.get(m, m))
+            ax.set_ylabel(METRIC_LABEL.get(m, m), fontsize=9 if m in LOWER_IS_BETTER else None)
             ax.grid(True, which="both", alpha=0.3)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
@@ -192,10 +233,102 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
     return written
 
 
+def plain_at_bpp(plain: list[dict], bpp: float, metric: str) -> float | None:
+    """Plain ProGVC's `metric` at `bpp`: linear in log10(bpp) between its neighbouring points (sorted by
+    bpp); None outside plain's bpp range (no extrapolation)."""
+    pts = sorted((p for p in plain if metric in p["metrics"]), key=lambda p: p["bpp"])
+    if not pts or not pts[0]["bpp"] <= bpp <= pts[-1]["bpp"]:
+        return None
+    x = np.log10([p["bpp"] for p in pts])
+    y = np.array([p["metrics"][metric] for p in pts], dtype=np.float64)
+    return float(np.interp(np.log10(bpp), x, y))
+
+
+def _keyframe_markdown(points: list[dict], metrics: list[str]) -> list[str]:
+    """'Keyframe mode vs plain': BD-rate of the keyframe curve vs the plain one, and per clip each keyframe
+    point beside plain mode interpolated at the same bpp."""
+    curves = _curves(points)
+    clips = sorted(c for c in curves if KEYFRAME in curves[c] and PLAIN in curves[c])
+    L = ["## Keyframe mode vs plain", ""]
+    L += [
+        "Keyframe mode: frame 0 of each GOP at all N scales, the other frames at scales 1..K only, their finer "
+        "scales generated by the context model conditioned on the keyframe (and the previous frame). "
+        "Each keyframe-mode point is its own encode (frame scales K = 1..N−1), bits = all its chunks; "
+        "plain mode = every frame at scales 1..K. Figures as measured, whichever mode wins.",
+        "",
+    ]
+    if not clips:
+        return L + ["No clip has both ProGVC curves in this run (see `--modes`).", ""]
+    bdm = bd_metrics(metrics)
+    table = bd_table(points, KEYFRAME, metrics, anchors=[PLAIN])
+    notes: dict[str, int] = {}
+    L += [
+        "**BD-rate of keyframe mode vs plain mode** (negative = keyframe mode needs fewer bits for the same quality)",
+        "",
+        "| clip | " + " | ".join(METRIC_SHORT.get(m, m) for m in bdm) + " |",
+        "|---|" + "---|" * len(bdm),
+    ]
+    means: dict[str, list[float]] = defaultdict(list)
+    for clip in clips:
+        cells = []
+        for m in bdm:
+            r = table.get(m, {}).get(clip, {}).get(PLAIN)
+            cells.append(_fmt_bd(r, notes))
+            if r is not None and r.value is not None:
+                means[m].append(r.value)
+        L.append(f"| {clip} | " + " | ".join(cells) + " |")
+    L.append(
+        "| **mean (clips with overlap)** | "
+        + " | ".join(
+            f"{sum(means[m]) / len(means[m]):+.1f} % ({len(means[m])}/{len(clips)})" if means[m] else "–" for m in bdm
+        )
+        + " |"
+    )
+    L.append("")
+    if notes:
+        L += ["Not computable:"] + [f"[{i}] {reason}" for reason, i in notes.items()] + [""]
+    shown = [m for m in metrics if m != "psnr_rgb"]
+    L += [
+        "**At matched bpp**: each keyframe-mode point (K = frame scales) beside plain mode at the same bpp "
+        "(plain interpolated linearly in log bpp between its neighbouring K; '–' outside plain's range). "
+        f"Cells: keyframe / plain. {TFD_DEFINITION}",
+        "",
+    ]
+    head = " | ".join(f"{METRIC_SHORT.get(m, m)} kf / plain" for m in shown)
+    wins: dict[str, list[int]] = {m: [0, 0] for m in shown}
+    for clip in clips:
+        L += [
+            f"*{clip}*",
+            "",
+            f"| K | bpp | {head} |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for p in curves[clip][KEYFRAME]:
+            cells = []
+            for m in shown:
+                kv = p["metrics"].get(m)
+                pv = plain_at_bpp(curves[clip][PLAIN], p["bpp"], m)
+                cells.append(f"{_fmt(kv, m)} / {_fmt(pv, m)}")
+                if kv is not None and pv is not None and not math.isnan(kv) and kv != pv:
+                    better = kv < pv if m in LOWER_IS_BETTER else kv > pv
+                    wins[m][0 if better else 1] += 1
+            L.append(f"| {p['param']} | {p['bpp']:.4f} | " + " | ".join(cells) + " |")
+        L.append("")
+    L += [
+        "Matched points where keyframe mode is better / worse than plain: "
+        + "; ".join(f"{METRIC_SHORT.get(m, m)} {w[0]} / {w[1]}" for m, w in wins.items())
+        + ".",
+        "",
+    ]
+    return L
+
+
 def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict, metrics: list[str]) -> None:
     curves = _curves(points)
     anchors = sorted({curve_label(p) for p in points if p["codec"] != "progvc"})
-    has_progvc = any(p["codec"] == "progvc" for p in points)
+    has_progvc = any(curve_label(p) == PLAIN for p in points)
+    has_keyframe = any(curve_label(p) == KEYFRAME for p in points)
+    bdm = bd_metrics(metrics)
     L: list[str] = ["# ProGVC rate–distortion evaluation", ""]
     if meta.get("regenerate"):
         L += [f"Regenerate with: `{meta['regenerate']}`", ""]
@@ -210,38 +343,48 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
         f"- Clips: first {meta.get('frames')} frames of each; GOP / keyframe interval {meta.get('gop')} frames for "
         "every codec (x264/x265: `keyint=min-keyint`, no scene cut, closed GOP; SVT-AV1: `gop_size`).",
         f"- ProGVC: {meta.get('progvc', 'not evaluated')}",
+        f"- ProGVC modes: {', '.join(meta.get('modes', ['plain']))} (curves 'ProGVC' = plain, 'ProGVC keyframe' = "
+        "keyframe mode, see 'Keyframe mode vs plain').",
         f"- References: {meta.get('references', '')}",
         f"- {BITS_DEFINITION}",
         "- Metrics on RGB frames, mean of per-frame values: PSNR-Y = BT.601 luma in full 8-bit range "
         "(peak 255, no 16–235 scaling); PSNR-RGB over all three channels; MS-SSIM (pytorch-msssim, RGB, "
         "5 scales; QCIF uses a 9-tap window because 11 taps need > 160 px); VMAF = libvmaf v0.6.1 model "
         "in imageio-ffmpeg's FFmpeg (frames converted to BT.601 limited-range yuv420p). PSNR capped at 100 dB.",
+        f"- {TFD_DEFINITION}",
         "- Reference codecs get the RGB frames converted to yuv420p (BT.601, limited range) and are "
         "measured after converting back; the round trip alone costs what the per-clip 'yuv420 ceiling' says. "
         "Odd sizes would be padded (edge pixels) to even and cropped back; bpp always uses the original size.",
         "- BD-rate: Bjøntegaard delta rate with PCHIP interpolation of log10(bpp) over quality (JVET/`bd-metric` "
         "method), only over the quality range both curves cover, on each curve's Pareto front. Negative = "
-        "ProGVC needs fewer bits than that codec for the same quality.",
+        "the ProGVC curve needs fewer bits than that codec for the same quality.",
         "",
     ]
     if meta.get("notes"):
         L += ["Notes:", ""] + [f"- {n}" for n in meta["notes"]] + [""]
     L += ["## BD-rate of ProGVC vs each reference codec", ""]
-    if has_progvc:
-        L += _bd_markdown(bd_table(points, "ProGVC", metrics), metrics, anchors)
+    if has_progvc and anchors:
+        L += _bd_markdown(bd_table(points, PLAIN, metrics), bdm, anchors)
+    elif not anchors:
+        L += ["No reference codec in this run.", ""]
     else:
         L += ["ProGVC points are missing from this run (see notes above), so there is no ProGVC BD-rate.", ""]
+    if has_keyframe and anchors:
+        L += ["## BD-rate of ProGVC keyframe mode vs each reference codec", ""]
+        L += _bd_markdown(bd_table(points, KEYFRAME, metrics), bdm, anchors)
+    if has_keyframe:
+        L += _keyframe_markdown(points, metrics)
     base = "x264 medium"
     if base in anchors:
         others = [a for a in anchors if a != base]
         L += [f"## Sanity check: reference codecs vs {base} (BD-rate of the column codec)", ""]
-        table: dict = {m: {} for m in metrics}
+        table: dict = {m: {} for m in bdm}
         for a in others:
             t = bd_table([p for p in points if curve_label(p) in (base, a)], a, metrics)
-            for m in metrics:
+            for m in bdm:
                 for clip, row in t[m].items():
                     table[m].setdefault(clip, {})[a] = row.get(base)
-        L += _bd_markdown(table, metrics, others)
+        L += _bd_markdown(table, bdm, others)
     L += [
         "## Swept ranges (bpp, CRF) per reference codec, over all clips",
         "",
@@ -251,7 +394,7 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
     by_lab: dict[str, list[dict]] = defaultdict(list)
     for p in points:
         by_lab[curve_label(p)].append(p)
-    for lab in sorted(by_lab, key=lambda s: (s != "ProGVC", s)):
+    for lab in sorted(by_lab, key=_label_order):
         ps = by_lab[lab]
         params = [p["param"] for p in ps]
         L.append(
@@ -276,14 +419,14 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
             f"| codec | param | bpp | {heads} | enc s | dec s |",
             "|---|---|---|" + "---|" * len(metrics) + "---|---|",
         ]
-        for lab in sorted(curves[clip], key=lambda s: (s != "ProGVC", s)):
+        for lab in sorted(curves[clip], key=_label_order):
             for p in curves[clip][lab]:
                 vals = " | ".join(_fmt(p["metrics"].get(m), m) for m in metrics)
                 L.append(
                     f"| {lab} | {p['param_name']}={p['param']} | {p['bpp']:.4f} | {vals} | "
                     f"{p['encode_s']:.2f} | {p['decode_s']:.2f} |"
                 )
-        pv = [p for p in curves[clip].get("ProGVC", []) if p.get("ce_bits")]
+        pv = [p for p in curves[clip].get(PLAIN, []) if p.get("ce_bits")]
         if pv:
             top = max(pv, key=lambda p: p["param"])
             L += [

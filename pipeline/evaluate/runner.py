@@ -9,6 +9,8 @@ encoded once (`Codec.encode_gop`, all N scales) and decoded from its first K chu
 (`Codec.decode_gop`, the untransmitted scales predicted as chosen by `predict`). bits(K) = 8 x the
 bytes of chunks 1..K of every GOP (each chunk's small length/checksum header included; the stream
 header, like a container, is not). encode_s is the time of that one encode, shared by every K.
+Keyframe mode (points with mode "keyframe", preset "keyframe/<predict>"): see `keyframe_points`.
+Per-frame values that are undefined (tfd at frame 0) are stored as null.
 
 Reference codecs: a CRF sweep (see `sweep_crf`) that extends until it brackets the bpp range to
 cover (ProGVC's range when it was evaluated, else `default_bpp_range`), then fills gaps.
@@ -37,6 +39,7 @@ START_CRF = {"x264": 32, "x265": 32, "av1": 45}
 CRF_STEP = 6  # x264/x265 rates roughly halve every 6 CRF
 MAX_GAP_RATIO = 1.6  # fill the sweep until neighbouring points differ by less than this in bpp
 MAX_POINTS = 12  # per codec/preset and clip
+MODES = ("plain", "keyframe")
 
 
 @dataclass
@@ -51,7 +54,8 @@ class EvalConfig:
     metrics: tuple[str, ...] = M.METRICS
     weights: str | None = None  # None: models/progvc.pt
     predict: str = "argmax"
-    scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N
+    scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N (keyframe mode: 1..N-1)
+    modes: tuple[str, ...] = ("plain", "keyframe")  # ProGVC modes (see progvc_points / keyframe_points)
     default_bpp_range: tuple[float, float] = (0.02, 0.1)  # sweep target when ProGVC is not evaluated
     cache_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -110,7 +114,7 @@ def _point(
         "encode_s": round(encode_s, 4),
         "decode_s": round(decode_s, 4),
         "metrics": M.clip_means(per_frame),
-        "per_frame": {k: [round(float(x), 5) for x in v] for k, v in per_frame.items()},
+        "per_frame": {k: [None if np.isnan(x) else round(float(x), 5) for x in v] for k, v in per_frame.items()},
         **extra,
     }
 
@@ -147,75 +151,148 @@ def conversion_ceiling(frames_THWC: np.ndarray) -> dict[str, float]:
 # ---- ProGVC -----------------------------------------------------------------------------------
 
 
-def progvc_points(
-    codec, clip: str, frames_THWC: np.ndarray, cfg: EvalConfig, cache: EvalCache, progress: ProgressFn | None = None
-) -> list[Point]:
-    """ProGVC at every requested scale count K (see module docstring for bits and timing)."""
-    T, H, W, _ = frames_THWC.shape
-    fh = frames_hash(frames_THWC)
-    base = {
-        "clip": fh,
+def _progvc_base(codec, frames_THWC: np.ndarray, cfg: EvalConfig) -> dict:
+    """Cache-key fields shared by every ProGVC entry of these frames (plain mode's keys use exactly these)."""
+    return {
+        "clip": frames_hash(frames_THWC),
         "codec": "progvc",
         "model": codec.model_id,
         "gop": cfg.gop,
         "eval": EVAL_VERSION,
         "code": codec_code_hash(),
     }
+
+
+def progvc_cache_key(base: dict, kind: str, mode: str = "plain", **fields) -> str:
+    """Key of a ProGVC cache entry. Plain mode keeps its original description (no mode field), so its
+    cached points stay valid; keyframe entries add mode="keyframe" and frame_scales."""
+    desc = {**base, "kind": kind, **fields}
+    if mode != "plain":
+        desc["mode"] = mode
+    return key_of(desc)
+
+
+def _encode_gops(
+    codec,
+    clip: str,
+    frames_THWC: np.ndarray,
+    spans: list[tuple[int, int]],
+    cache: EvalCache,
+    key: str,
+    frame_scales: int | None,
+    progress: ProgressFn | None,
+) -> dict:
+    """Every GOP encoded once (cached): {"chunks": packed [gop][scale], "ce_bits": [gop][scale], "encode_s"}."""
+    enc = cache.get("progvc", key)
+    if enc is None:
+        if progress:
+            what = "" if frame_scales is None else f" keyframe mode, frame scales {frame_scales}"
+            progress(f"{clip}: ProGVC encode{what} ({len(spans)} GOP)")
+        t0 = time.perf_counter()
+        gops = [codec.encode_gop(frames_THWC[s : s + n], frame_scales=frame_scales) for s, n in spans]
+        enc = {
+            "chunks": pack_chunks([g.chunks for g in gops]),
+            "ce_bits": [list(map(float, g.ce_bits)) for g in gops],
+            "encode_s": time.perf_counter() - t0,
+        }
+        cache.put("progvc", key, enc)
+    return enc
+
+
+def _progvc_point(
+    codec,
+    clip: str,
+    frames_THWC: np.ndarray,
+    cfg: EvalConfig,
+    spans: list[tuple[int, int]],
+    enc: dict,
+    n_chunks: int,
+    frame_scales: int | None,
+    preset: str,
+    param: int,
+    **extra,
+) -> Point:
+    """Decode the first `n_chunks` chunks of every GOP of `enc` and measure them."""
+    T, H, W, _ = frames_THWC.shape
+    chunks = unpack_chunks(enc["chunks"])
+    t0 = time.perf_counter()
+    dec = [
+        codec.decode_gop(
+            c[:n_chunks], n, W, H, predict=cfg.predict, gop_index=g, context=clip, frame_scales=frame_scales
+        )
+        for g, ((_, n), c) in enumerate(zip(spans, chunks))
+    ]
+    decode_s = time.perf_counter() - t0
+    bits = 8 * sum(len(ch) for c in chunks for ch in c[:n_chunks])
+    ce = sum(sum(c[:n_chunks]) for c in enc["ce_bits"])
+    return _point(
+        clip,
+        "progvc",
+        preset,
+        "K",
+        param,
+        frames_THWC,
+        np.concatenate(dec),
+        bits,
+        enc["encode_s"],
+        decode_s,
+        cfg.metrics,
+        model_id=codec.model_id,
+        n_scales=codec.cfg.n_scales,
+        ce_bits=ce,
+        **extra,
+    )
+
+
+def progvc_points(
+    codec, clip: str, frames_THWC: np.ndarray, cfg: EvalConfig, cache: EvalCache, progress: ProgressFn | None = None
+) -> list[Point]:
+    """Plain mode: ProGVC at every requested scale count K (see module docstring for bits and timing)."""
+    base = _progvc_base(codec, frames_THWC, cfg)
     n_scales = codec.cfg.n_scales
     ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
-    spans = gop_spans(T, cfg.gop)
-    enc_key = key_of({**base, "kind": "encode"})
-    enc: dict | None = None
-
-    def encoded() -> dict:
-        nonlocal enc
-        if enc is None:
-            enc = cache.get("progvc", enc_key)
-        if enc is None:
-            if progress:
-                progress(f"{clip}: ProGVC encode ({len(spans)} GOP)")
-            t0 = time.perf_counter()
-            gops = [codec.encode_gop(frames_THWC[s : s + n]) for s, n in spans]
-            enc = {
-                "chunks": pack_chunks([g.chunks for g in gops]),
-                "ce_bits": [list(map(float, g.ce_bits)) for g in gops],
-                "encode_s": time.perf_counter() - t0,
-            }
-            cache.put("progvc", enc_key, enc)
-        return enc
-
+    spans = gop_spans(frames_THWC.shape[0], cfg.gop)
+    enc_key = progvc_cache_key(base, "encode")
     points = []
     for k in ks:
-        key = key_of({**base, "kind": "point", "K": k, "predict": cfg.predict})
+        key = progvc_cache_key(base, "point", K=k, predict=cfg.predict)
         p = _cached_point(cache, key, cfg.metrics)
         if p is None:
-            e = encoded()
-            chunks = unpack_chunks(e["chunks"])
+            enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, None, progress)
             if progress:
                 progress(f"{clip}: ProGVC decode K={k}/{n_scales}")
-            t0 = time.perf_counter()
-            dec = [
-                codec.decode_gop(c[:k], n, W, H, predict=cfg.predict, gop_index=g, context=clip)
-                for g, ((_, n), c) in enumerate(zip(spans, chunks))
-            ]
-            decode_s = time.perf_counter() - t0
-            bits = 8 * sum(len(ch) for c in chunks for ch in c[:k])
-            ce = sum(sum(c[:k]) for c in e["ce_bits"])
-            p = _point(
-                clip,
-                "progvc",
-                cfg.predict,
-                "K",
-                k,
-                frames_THWC,
-                np.concatenate(dec),
-                bits,
-                e["encode_s"],
-                decode_s,
-                cfg.metrics,
-                model_id=codec.model_id,
-                n_scales=n_scales,
-                ce_bits=ce,
+            p = _progvc_point(codec, clip, frames_THWC, cfg, spans, enc, k, None, cfg.predict, k)
+            cache.put("points", key, p)
+        p["clip"] = clip
+        p["mode"] = "plain"  # points cached before keyframe mode existed lack the field
+        points.append(p)
+    return points
+
+
+def keyframe_points(
+    codec, clip: str, frames_THWC: np.ndarray, cfg: EvalConfig, cache: EvalCache, progress: ProgressFn | None = None
+) -> list[Point]:
+    """Keyframe mode: for each K in 1..N-1 (those of `cfg.scales` below N), every GOP is encoded with
+    frame 0 at all N scales and frames 1.. at scales 1..K (`frame_scales=K`), and decoded from all N
+    chunks: the non-keyframes' scales K+1..N are predicted by the context model conditioned on the
+    keyframe (as `cfg.predict` says). One encode per K, since the chunk contents differ; bits = every
+    chunk of that encode; param "K" = frame scales. K = N would be plain mode at K = N."""
+    base = _progvc_base(codec, frames_THWC, cfg)
+    n_scales = codec.cfg.n_scales
+    ks = [k for k in (cfg.scales or range(1, n_scales)) if 1 <= k < n_scales]
+    spans = gop_spans(frames_THWC.shape[0], cfg.gop)
+    points = []
+    for k in ks:
+        key = progvc_cache_key(base, "point", "keyframe", frame_scales=k, predict=cfg.predict)
+        p = _cached_point(cache, key, cfg.metrics)
+        if p is None:
+            enc_key = progvc_cache_key(base, "encode", "keyframe", frame_scales=k)
+            enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, k, progress)
+            if progress:
+                progress(f"{clip}: ProGVC keyframe mode decode, frame scales {k}/{n_scales}")
+            p = _progvc_point(
+                codec, clip, frames_THWC, cfg, spans, enc, n_scales, k, f"keyframe/{cfg.predict}", k,
+                mode="keyframe", keyframe_scales=n_scales,
             )
             cache.put("points", key, p)
         p["clip"] = clip
@@ -351,8 +428,13 @@ def evaluate_clip(
     wall: dict[str, float] = {}
     t0 = time.perf_counter()
     if "progvc" in cfg.codecs and codec is not None:
-        points += progvc_points(codec, clip, frames, cfg, cache, progress)
-        wall["progvc"] = time.perf_counter() - t0
+        if "plain" in cfg.modes:
+            points += progvc_points(codec, clip, frames, cfg, cache, progress)
+            wall["progvc"] = time.perf_counter() - t0
+        if "keyframe" in cfg.modes:
+            t0 = time.perf_counter()
+            points += keyframe_points(codec, clip, frames, cfg, cache, progress)
+            wall["progvc keyframe"] = time.perf_counter() - t0
     pv = [p["bpp"] for p in points if p["codec"] == "progvc"]
     bpp_range = (min(pv), max(pv)) if pv else cfg.default_bpp_range
     facts["sweep_bpp_target"] = list(bpp_range)
