@@ -4,6 +4,7 @@
     per_video = savings(rows, by="video")      # one row per (job_id, video_id, scales)
     per_job = savings(rows, by="job")          # one row per (job_id, scales)
     overall = savings(rows, by="scale")        # one row per scales
+    per_mode = savings(rows, by="mode")        # one row per (mode, scales): plain vs keyframe videos
     print_table(per_job); export(per_job, "s.csv" | "s.parquet"); plot(per_video, "s.png")
 
 Definitions (bytes, per video, K = number of scales kept, 1..N):
@@ -36,15 +37,16 @@ _Q = list(mf.QUALITY_COLUMNS)
 def _video_attrs(rows: pa.Table) -> pa.Table:
     hdr = rows.filter(pc.equal(rows.column("scale"), mf.HEADER_SCALE))
     hdr = hdr.select(["video_id", "job_id", "source_uri", "source_bytes", "width", "height", "fps",
-                      "frame_count", "byte_length", "model_id", "created_at"])
+                      "frame_count", "byte_length", "model_id", "created_at", "mode"])
     return hdr.rename_columns(["video_id", "job_id", "source_uri", "source_bytes", "width", "height", "fps",
-                               "frames", "header_bytes", "model_id", "created_at"])
+                               "frames", "header_bytes", "model_id", "created_at", "mode"])
 
 
 def savings(rows: pa.Table, by: str = "video") -> pa.Table:
-    """Savings table (see module doc) from effective manifest rows; `by` = "video" | "job" | "scale"."""
-    if by not in ("video", "job", "scale"):
-        raise ManifestError(f"unknown savings grouping {by!r}: use video, job or scale")
+    """Savings table (see module doc) from effective manifest rows; `by` = "video" | "job" | "scale" |
+    "mode" (the coding mode, plain | keyframe; `by="video"` rows carry it too)."""
+    if by not in ("video", "job", "scale", "mode"):
+        raise ManifestError(f"unknown savings grouping {by!r}: use video, job, scale or mode")
     if rows.num_rows == 0:
         raise ManifestError("no committed manifest rows: the archive is empty (run a compress job first)")
     layers = rows.filter(pc.greater(rows.column("scale"), mf.HEADER_SCALE))
@@ -77,7 +79,7 @@ def savings(rows: pa.Table, by: str = "video") -> pa.Table:
     if by == "video":
         return pa.table({
             "job_id": t.column("job_id"), "video_id": t.column("video_id"), "source_uri": t.column("source_uri"),
-            "scales": t.column("scales"), "source_bytes": t.column("source_bytes"),
+            "scales": t.column("scales"), "mode": t.column("mode"), "source_bytes": t.column("source_bytes"),
             "header_bytes": t.column("header_bytes"), "archived_bytes": pa.array(archived, pa.int64()),
             "ratio": pa.array(src / archived), "bpp": pa.array(8.0 * archived / pixels),
             **{q: t.column(q) for q in _Q},
@@ -85,9 +87,10 @@ def savings(rows: pa.Table, by: str = "video") -> pa.Table:
             "stored_bytes": pa.array(header + t.column("stored_layer_bytes").to_numpy(), pa.int64()),
             "width": t.column("width"), "height": t.column("height"), "frames": t.column("frames"),
         })
-    keys = ["job_id", "scales"] if by == "job" else ["scales"]
+    keys = {"job": ["job_id", "scales"], "mode": ["mode", "scales"]}.get(by, ["scales"])
     g = pa.table({
-        "job_id": t.column("job_id"), "scales": t.column("scales"), "video_id": t.column("video_id"),
+        "job_id": t.column("job_id"), "mode": t.column("mode"), "scales": t.column("scales"),
+        "video_id": t.column("video_id"),
         "source_bytes": t.column("source_bytes"), "archived_bytes": pa.array(archived, pa.int64()),
         "pixels": pa.array(pixels), "stored": pc.cast(t.column("stored"), pa.int64()),
         "stored_bytes": pa.array(header + t.column("stored_layer_bytes").to_numpy(), pa.int64()),
@@ -135,7 +138,7 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
     from rich.table import Table
 
     console = console or Console()
-    cols = [c for c in ("job_id", "video_id", "scales", "videos", "source_bytes", "archived_bytes", "ratio",
+    cols = [c for c in ("job_id", "video_id", "mode", "scales", "videos", "source_bytes", "archived_bytes", "ratio",
                         "bpp", *_Q, "stored") if c in table.column_names]
     cols = [c for c in cols if c not in _Q or table.column(c).null_count < table.num_rows]
     rt = Table(title=title + (f" (first {max_rows} of {table.num_rows} rows)" if table.num_rows > max_rows
@@ -190,7 +193,7 @@ def export(table: pa.Table, path: str | Path) -> Path:
 def plot(table: pa.Table, path: str | Path, max_lines: int = 12) -> Path:
     """PNG: compression ratio vs scale count (left) and quality (PSNR, else MS-SSIM) vs bpp where recorded
     (right; bpp vs scale count otherwise). One line per video/job (first `max_lines`) for a `by="video"`/
-    `by="job"` table, one line for `by="scale"`."""
+    `by="job"`/`by="mode"` table, one line for `by="scale"`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,8 +201,7 @@ def plot(table: pa.Table, path: str | Path, max_lines: int = 12) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    label_col = "video_id" if "video_id" in table.column_names else ("job_id" if "job_id" in table.column_names
-                                                                      else None)
+    label_col = next((c for c in ("video_id", "job_id", "mode") if c in table.column_names), None)
     labels = pc.unique(table.column(label_col)).to_pylist()[:max_lines] if label_col else ["all"]
     q = next((c for c in ("psnr", "ms_ssim", "vmaf") if table.column(c).null_count < table.num_rows), None)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -105,3 +105,28 @@ def test_savings_100k_rows_fast(tmp_path):
         times.append(time.perf_counter() - t0)
     assert rows.num_rows == n_rows and per_video.num_rows == 1000 * 10 and per_job.num_rows == 4 * 10
     assert min(times) < 2.0, f"savings over {n_rows} rows took {min(times):.2f} s at best"
+
+
+def test_by_mode_splits_plain_and_keyframe_videos(archive):
+    store, videos = archive
+    vid, header, gops, source = synthetic_video(4, n_gops=3, n_scales=4)
+    for g in gops:  # keyframe mode with frame_scales 2: chunks 3, 4 hold the keyframe alone
+        g.frames_coded = [g.frame_count, g.frame_count, 1, 1]
+    ArchiveWriter(store, "job-k").archive_video(vid, header, gops, source, "m", mode="keyframe")
+    rows = mf.read_manifest(store)
+    per_video = savings(rows, by="video")
+    by_mode = savings(rows, by="mode")
+    assert by_mode.column_names[:2] == ["mode", "scales"]
+    got = {(r["mode"], r["scales"]): r for r in by_mode.to_pylist()}
+    assert sorted(got) == [(m, k) for m in ("keyframe", "plain") for k in (1, 2, 3, 4)]
+    for (m, k), r in got.items():
+        vids = per_video.filter(pc.and_(pc.equal(per_video.column("mode"), m),
+                                        pc.equal(per_video.column("scales"), k))).to_pylist()
+        assert r["videos"] == len(vids) == (1 if m == "keyframe" else 3)
+        assert r["archived_bytes"] == sum(v["archived_bytes"] for v in vids)
+    assert got[("keyframe", 4)]["archived_bytes"] == len(header) + sum(len(c) for g in gops for c in g.chunks)
+    buf = io.StringIO()
+    print_table(by_mode, console=Console(file=buf, width=200))
+    assert "keyframe" in buf.getvalue() and "plain" in buf.getvalue()
+    with pytest.raises(ManifestError, match="video, job, scale or mode"):
+        savings(rows, by="codec")
