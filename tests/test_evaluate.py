@@ -164,6 +164,8 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
     assert "BD-rate of keyframe mode vs plain mode" in kf_section and "tfd" in kf_section
     assert all(f"| {k} | {p['bpp']:.4f} |" in kf_section for k, p in zip((1, 2, 3), kf))
     assert "tfd" not in summary.split("## BD-rate of ProGVC vs")[1].split("## Keyframe")[0]  # no BD-rate on tfd
+    y = frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # the frames evaluated (read back)
+    assert res["meta"]["clips"][0]["source_motion"] == pytest.approx(np.abs(np.diff(y, axis=0)).mean(), abs=1e-3)
     assert res["meta"]["computed_points"] > 0
     # a second run computes nothing new
     assert main(argv) == 0

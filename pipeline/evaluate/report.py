@@ -19,7 +19,7 @@ METRIC_LABEL = {
     "psnr_rgb": "PSNR-RGB (dB)",
     "ms_ssim": "MS-SSIM",
     "vmaf": "VMAF",
-    "tfd": "temporal frame-difference error (luma levels, lower is better)",
+    "tfd": "tfd, luma levels (lower = better)",
 }
 METRIC_SHORT = {"psnr_y": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "tfd": "tfd ↓"}
 PLAIN = "ProGVC"
@@ -214,7 +214,7 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(clip, fontsize=10)
             ax.set_xlabel("bits per pixel")
-            ax.set_ylabel(METRIC_LABEL.get(m, m), fontsize=9 if m in LOWER_IS_BETTER else None)
+            ax.set_ylabel(METRIC_LABEL.get(m, m))
             ax.grid(True, which="both", alpha=0.3)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
@@ -244,7 +244,7 @@ def plain_at_bpp(plain: list[dict], bpp: float, metric: str) -> float | None:
     return float(np.interp(np.log10(bpp), x, y))
 
 
-def _keyframe_markdown(points: list[dict], metrics: list[str]) -> list[str]:
+def _keyframe_markdown(points: list[dict], metrics: list[str], facts: list[dict]) -> list[str]:
     """'Keyframe mode vs plain': BD-rate of the keyframe curve vs the plain one, and per clip each keyframe
     point beside plain mode interpolated at the same bpp."""
     curves = _curves(points)
@@ -291,14 +291,17 @@ def _keyframe_markdown(points: list[dict], metrics: list[str]) -> list[str]:
     L += [
         "**At matched bpp**: each keyframe-mode point (K = frame scales) beside plain mode at the same bpp "
         "(plain interpolated linearly in log bpp between its neighbouring K; '–' outside plain's range). "
-        f"Cells: keyframe / plain. {TFD_DEFINITION}",
+        "Cells: keyframe / plain; tfd as defined under Setup (lower is better; 'source motion' = the tfd of "
+        "a decode frozen on frame 0).",
         "",
     ]
     head = " | ".join(f"{METRIC_SHORT.get(m, m)} kf / plain" for m in shown)
     wins: dict[str, list[int]] = {m: [0, 0] for m in shown}
+    motion = {c["clip"]: c.get("source_motion") for c in facts}
     for clip in clips:
+        sm = motion.get(clip)
         L += [
-            f"*{clip}*",
+            f"*{clip}*" + (f" (source motion {sm:.2f})" if sm is not None else ""),
             "",
             f"| K | bpp | {head} |",
             "|---|---|" + "---|" * len(shown),
@@ -373,7 +376,7 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
         L += ["## BD-rate of ProGVC keyframe mode vs each reference codec", ""]
         L += _bd_markdown(bd_table(points, KEYFRAME, metrics), bdm, anchors)
     if has_keyframe:
-        L += _keyframe_markdown(points, metrics)
+        L += _keyframe_markdown(points, metrics, clips)
     base = "x264 medium"
     if base in anchors:
         others = [a for a in anchors if a != base]
@@ -412,7 +415,8 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
             "",
             f"{f.get('width')}×{f.get('height')}, {f.get('frames')} of {f.get('source_frames')} frames, fps "
             f"{f.get('fps')}; yuv420 ceiling: PSNR-Y {ceil.get('psnr_y', float('nan')):.2f} dB, PSNR-RGB "
-            f"{ceil.get('psnr_rgb', float('nan')):.2f} dB; sweep target bpp "
+            f"{ceil.get('psnr_rgb', float('nan')):.2f} dB; source motion (tfd of a frozen decode) "
+            f"{f.get('source_motion') or float('nan'):.2f}; sweep target bpp "
             f"{'–'.join(f'{x:.4f}' for x in f.get('sweep_bpp_target', []))}; evaluation wall time (s, "
             f"cache hits are free): {', '.join(f'{k} {v:.0f}' for k, v in f.get('wall_s', {}).items())}",
             "",

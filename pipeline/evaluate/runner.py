@@ -253,12 +253,14 @@ def progvc_points(
     ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
     spans = gop_spans(frames_THWC.shape[0], cfg.gop)
     enc_key = progvc_cache_key(base, "encode")
+    enc: dict | None = None  # one encode shared by every K, read or computed at most once
     points = []
     for k in ks:
         key = progvc_cache_key(base, "point", K=k, predict=cfg.predict)
         p = _cached_point(cache, key, cfg.metrics)
         if p is None:
-            enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, None, progress)
+            if enc is None:
+                enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, None, progress)
             if progress:
                 progress(f"{clip}: ProGVC decode K={k}/{n_scales}")
             p = _progvc_point(codec, clip, frames_THWC, cfg, spans, enc, k, None, cfg.predict, k)
@@ -403,6 +405,12 @@ def reference_points(
     return sweep_crf(evaluate, rc.crf_min, rc.crf_max, START_CRF[codec], lo, hi)
 
 
+def _source_motion(frames_THWC: np.ndarray) -> float | None:
+    """tfd of a decode frozen on frame 0 = the source's mean absolute luma change per frame; None if T = 1."""
+    v = M.clip_means({"tfd": M.tfd(frames_THWC, np.repeat(frames_THWC[:1], len(frames_THWC), axis=0))})["tfd"]
+    return None if np.isnan(v) else round(v, 4)
+
+
 def evaluate_clip(
     path: str | Path, cfg: EvalConfig, cache: EvalCache, codec=None, progress: ProgressFn | None = None
 ) -> tuple[list[Point], dict]:
@@ -423,6 +431,8 @@ def evaluate_clip(
         "source_frames": info.frame_count,
         "frames_sha256": frames_hash(frames),
         "yuv420_roundtrip": conversion_ceiling(frames),
+        # tfd of a decode that freezes on frame 0 = the source's mean absolute luma change per frame
+        "source_motion": _source_motion(frames),
     }
     points: list[Point] = []
     wall: dict[str, float] = {}
