@@ -3,7 +3,8 @@
 A key is the SHA-256 of a JSON description of everything that decides a result: the frames' content
 hash (covers the clip bytes and `--frames`), codec, preset, parameter, GOP length, encoder library
 version, `runner.EVAL_VERSION`, and for ProGVC the model id (hash of the weights), a hash of the codec's
-inference sources (a codec change recomputes its points) and the prediction mode. A re-run only
+inference sources (a codec change recomputes its points), the prediction mode and, for keyframe mode only,
+`mode` and `frame_scales` (plain-mode keys predate keyframe mode and are unchanged). A re-run only
 computes points whose key is new. Entries are small JSON files, written atomically.
 """
 

@@ -1,5 +1,9 @@
 """`progvc eval CLIP... --out DIR`: rate-distortion of ProGVC vs x264 / x265 / AV1 on the same frames.
 
+ProGVC runs in plain mode (every frame at K scales) and keyframe mode (frame 0 of each GOP at all N
+scales, the others at K; `--modes`); summary.md compares the two at matched bpp, with the temporal
+frame-difference error `tfd` beside PSNR-Y, MS-SSIM and VMAF.
+
 Writes DIR/results.json (every point), DIR/summary.md (BD-rate and per-clip tables) and
 DIR/rd_<metric>.png. Encodes are cached by content hash (default ~/.cache/progvc-eval, or
 $PROGVC_EVAL_CACHE, or --cache), so a re-run only computes what changed.
