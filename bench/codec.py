@@ -33,7 +33,7 @@ def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool)
     t, h, w, _ = x.shape
     gops = [GopEntry(s, min(gop, t - s), True) for s in range(0, t, gop)]
     t0 = time.perf_counter()
-    encs = [codec.encode_gop(x[g.first_frame : g.first_frame + g.frame_count]) for g in gops]
+    encs = [codec.encode_gop(x[g.first_frame : g.first_frame + g.frame_count], gop_index=i) for i, g in enumerate(gops)]
     enc_s = time.perf_counter() - t0
     hdr = StreamHeader(codec.model_id, w, h, 25, 1, t, codec.cfg.scales, codec.cfg.tile, gops)
     n = codec.cfg.n_scales

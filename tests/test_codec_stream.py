@@ -13,7 +13,8 @@ from pipeline.errors import ModelMismatchError, StreamError
 def _make_pgv(codec, clip, path, gop=2):
     t, h, w, _ = clip.shape
     gops = [GopEntry(s, min(gop, t - s), True) for s in range(0, t, gop)]
-    chunks = [codec.encode_gop(clip[g.first_frame : g.first_frame + g.frame_count]).chunks for g in gops]
+    chunks = [codec.encode_gop(clip[g.first_frame : g.first_frame + g.frame_count], gop_index=i).chunks
+              for i, g in enumerate(gops)]
     hdr = StreamHeader(codec.model_id, w, h, 25, 1, t, tuple(codec.cfg.scales), codec.cfg.tile, gops)
     write_pgv(path, hdr, chunks)
     return hdr, chunks

@@ -64,7 +64,8 @@ def sample() -> Sample:
     codec = Codec.random(CodecConfig.tiny(), seed=0)
     frames = moving_clip(6, 32, 48, seed=7)
     gops = [GopEntry(0, 4, True), GopEntry(4, 2, True)]
-    chunks = [codec.encode_gop(frames[g.first_frame : g.first_frame + g.frame_count]).chunks for g in gops]
+    chunks = [codec.encode_gop(frames[g.first_frame : g.first_frame + g.frame_count], gop_index=i).chunks
+              for i, g in enumerate(gops)]
     header = StreamHeader(codec.model_id, 48, 32, 25, 1, 6, tuple(codec.cfg.scales), codec.cfg.tile, gops)
     hb = header.to_bytes()
     data, ends, offs = bytearray(hb), [len(hb)], []
@@ -126,9 +127,8 @@ def test_pristine_sample_decodes_and_every_layer_cut_is_valid(sample):
 
 @pytest.mark.timeout(900)
 def test_fuzz_bit_flips(sample):
-    """Any flip is detected, except in a chunk's reserved u16 (which nothing reads: same frames out)."""
+    """Any flip is detected, in a chunk's GOP tag too (format 2)."""
     c = Counter("pgv bit flips")
-    reserved = {o + i for o in sample.chunk_offsets for i in (14, 15)}
 
     @fuzz_settings(60)
     @given(st.lists(st.integers(0, 8 * len(sample.data) - 1), min_size=1, max_size=8, unique=True))
@@ -136,9 +136,8 @@ def test_fuzz_bit_flips(sample):
         d = bytearray(sample.data)
         for b in bits:
             d[b // 8] ^= 1 << (b % 8)
-        harmless = all(b // 8 in reserved for b in bits)
         c.run(lambda x: np.testing.assert_array_equal(decode_frames(sample.codec, x), sample.frames), bytes(d),
-              valid=harmless)
+              valid=False)
 
     check()
     c.finish()
@@ -333,7 +332,7 @@ def test_fuzz_archive_layer_objects(sample, archived):
                 d[b // 8] ^= 1 << (b % 8)
             bad = bytes(d)
             if key != "header.bin" and all(b // 8 in reserved(raw) for b in bits):
-                return  # a chunk's reserved u16: nothing reads it (see test_fuzz_bit_flips)
+                return  # a chunk's GOP tag: archive reads check chunks against manifest rows instead
         elif how == "truncate":
             bad = raw[: data.draw(st.integers(0, len(raw) - 1))]
         else:
@@ -354,20 +353,25 @@ def test_fuzz_archive_layer_objects(sample, archived):
     assert _reserve_from_archive(store, vid, sample.codec, 2) == 6
 
 
-def test_equal_length_gops_swapped_is_not_detected_by_the_stream_alone(sample):
-    """Known limit (documented): chunks carry no GOP index, so two GOPs with the same frame count swapped
-    inside a `.pgv` decode without an error (the frames come out in the wrong order). The archive's
-    manifest checksums per (GOP, scale) do tell them apart."""
+def test_equal_length_gops_swapped_are_refused(sample):
+    """Chunks carry their GOP tag (format 2): two GOPs of the same frame count swapped inside a `.pgv` are
+    refused, naming the GOP and scale, instead of decoding into frames in the wrong order. A format-1
+    stream (tag 0 everywhere) still decodes."""
     codec = sample.codec
     frames = moving_clip(4, 32, 48, seed=9)
-    a, b = codec.encode_gop(frames[:2]), codec.encode_gop(frames[2:])
+    a, b = codec.encode_gop(frames[:2], gop_index=0), codec.encode_gop(frames[2:], gop_index=1)
     hdr = dataclasses.replace(sample.header, frame_count=4, gops=[GopEntry(0, 2, True), GopEntry(2, 2, True)])
+    ordered = hdr.to_bytes() + b"".join(x.chunks[k] for k in range(codec.cfg.n_scales) for x in (a, b))
+    assert decode_all(codec, ordered) == 4
     swapped = hdr.to_bytes() + b"".join(x.chunks[k] for k in range(codec.cfg.n_scales) for x in (b, a))
-    out = np.stack(list(iter_decoded(read_pgv(swapped), codec)))
-    ref = np.stack(list(iter_decoded(read_pgv(hdr.to_bytes() + b"".join(
-        x.chunks[k] for k in range(codec.cfg.n_scales) for x in (a, b))), codec)))
-    assert np.array_equal(out[:2], ref[2:]) and np.array_equal(out[2:], ref[:2])
-    assert a.checksums != b.checksums  # what the manifest's per-chunk checksum column would catch
+    with pytest.raises(StreamError, match="GOP 0 scale 1: chunk belongs to GOP 1.*out of order"):
+        read_pgv(swapped)
+    v1 = dataclasses.replace(hdr, format_version=1)
+    a0 = codec.encode_gop(frames[2:], gop_index=0)  # format 1 wrote tag 0 for every GOP
+    legacy = v1.to_bytes() + b"".join(x.chunks[k] for k in range(codec.cfg.n_scales) for x in (a, a0))
+    out = np.stack(list(iter_decoded(read_pgv(legacy), codec)))
+    ref = np.stack(list(iter_decoded(read_pgv(ordered), codec)))
+    assert np.array_equal(out, ref)
     with pytest.raises(StreamError):  # but a GOP of another frame count never decodes in its place
         decode_all(codec, sample.header_bytes + b"".join(
             sample.gop_chunks[g][k] for k in range(codec.cfg.n_scales) for g in (1, 0)))

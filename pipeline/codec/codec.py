@@ -209,9 +209,10 @@ class Codec:
 
     def encode_gop(
         self, frames_THWC: np.ndarray, scales: int | None = None, batch_size: int | None = None,
-        frame_scales: int | None = None,
+        frame_scales: int | None = None, gop_index: int = 0,
     ) -> EncodedGop:
-        """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N).
+        """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N), each tagged with
+        `gop_index` (its position in the stream, checked by `.pgv` readers).
 
         Keyframe mode (`frame_scales` = K' < K): frames 1.. are coded at scales 1..K' only, so chunks
         K'+1..K hold the keyframe's tokens alone (see `coded_scales`).
@@ -243,7 +244,7 @@ class Codec:
         for k in range(n):
             crc = tokens_crc(syms[k])
             cnt = int(sum(len(s) for s in syms[k]))
-            chunks.append(pack_chunk(k + 1, cnt, crc, encs[k].finish()))
+            chunks.append(pack_chunk(k + 1, cnt, crc, encs[k].finish(), gop_index))
             counts.append(cnt)
             crcs.append(crc)
         return EncodedGop(chunks, counts, crcs, ce)

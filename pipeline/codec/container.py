@@ -3,12 +3,15 @@
 Layout (all integers little-endian):
 
     header  = b"PGV1" | u32 format_version | u32 body_len | body (UTF-8 JSON) | u32 crc32(body)
-    chunk   = b"PGC1" | u32 payload_len | u32 token_count | u16 scale (1-based) | u16 reserved
+    chunk   = b"PGC1" | u32 payload_len | u32 token_count | u16 scale (1-based) | u16 gop_tag
               | u32 crc32(token indices, LE uint16) | u32 crc32(payload) | payload
     layer k = chunk(GOP 0, k) + chunk(GOP 1, k) + ...
     .pgv    = header + layer 1 + layer 2 + ... + layer K   (K <= N; a cut at any layer end is valid)
 
 `header.bin` in the archive is exactly `StreamHeader.to_bytes()`; `layer-<k>.bin` is layer k.
+
+gop_tag = GOP index mod 65536 (format 2): a `.pgv` reader refuses a chunk in another GOP's place, even
+when the two GOPs have the same frame count. Format 1 streams (tag 0 everywhere) are still read.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pipeline.errors import ModelMismatchError, StreamError
 
 MAGIC = b"PGV1"
 CHUNK_MAGIC = b"PGC1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunks carry their GOP tag
+READABLE_VERSIONS = (1, 2)
 _HEAD = struct.Struct("<4sII")
 _CHUNK = struct.Struct("<4sIIHHII")
 CHUNK_HEADER_BYTES = _CHUNK.size
@@ -99,10 +103,10 @@ class StreamHeader:
         magic, version, n = _HEAD.unpack_from(data, 0)
         if magic != MAGIC:
             raise StreamError(f"{source}: not a ProGVC stream (magic {bytes(magic)!r}, expected {MAGIC!r})")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise StreamError(
-                f"{source}: format version {version} is not supported (this build reads {FORMAT_VERSION}); "
-                "upgrade progvc"
+                f"{source}: format version {version} is not supported (this build reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade progvc"
             )
         end = _HEAD.size + n + 4
         if n > MAX_HEADER_BODY or end > len(data):
@@ -182,14 +186,20 @@ class Chunk:
 
     scale: int  # 1-based
     token_count: int
+    gop_tag: int  # GOP index mod 65536 (0 in format-1 streams)
     token_crc: int
     payload: bytes
     data: bytes
 
 
-def pack_chunk(scale: int, token_count: int, token_crc: int, payload: bytes) -> bytes:
-    """One chunk: header + payload (scale 1-based)."""
-    head = _CHUNK.pack(CHUNK_MAGIC, len(payload), token_count, scale, 0, token_crc, zlib.crc32(payload))
+def gop_tag(gop_index: int) -> int:
+    return gop_index & 0xFFFF
+
+
+def pack_chunk(scale: int, token_count: int, token_crc: int, payload: bytes, gop_index: int = 0) -> bytes:
+    """One chunk: header + payload (scale 1-based; the GOP's index is stored mod 65536)."""
+    head = _CHUNK.pack(CHUNK_MAGIC, len(payload), token_count, scale, gop_tag(gop_index), token_crc,
+                       zlib.crc32(payload))
     return head + payload
 
 
@@ -198,7 +208,7 @@ def parse_chunk(data: bytes | memoryview, offset: int = 0, where: str = "chunk")
     hint = "the stream is damaged; re-fetch it, or decode fewer layers with --scales"
     if offset + _CHUNK.size > len(data):
         raise StreamError(f"{where}: truncated chunk header ({len(data) - offset} bytes left); {hint}")
-    magic, n, count, scale, _, tcrc, pcrc = _CHUNK.unpack_from(data, offset)
+    magic, n, count, scale, tag, tcrc, pcrc = _CHUNK.unpack_from(data, offset)
     if magic != CHUNK_MAGIC:
         raise StreamError(f"{where}: bad chunk marker {bytes(magic)!r}; {hint}")
     end = offset + _CHUNK.size + n
@@ -207,7 +217,7 @@ def parse_chunk(data: bytes | memoryview, offset: int = 0, where: str = "chunk")
     payload = bytes(data[offset + _CHUNK.size : end])
     if zlib.crc32(payload) != pcrc:
         raise StreamError(f"{where}: payload checksum mismatch; {hint}")
-    return Chunk(scale, count, tcrc, payload, bytes(data[offset:end])), end
+    return Chunk(scale, count, tag, tcrc, payload, bytes(data[offset:end])), end
 
 
 def split_layer(data: bytes | memoryview, n_gops: int, scale: int, source: str = "layer") -> list[bytes]:
@@ -298,6 +308,11 @@ def read_pgv(src: str | Path | bytes, scales: int | None = None) -> PgvStream:
                     raise StreamError(f"{exc} (the first {k - 1} layers are intact: --scales {k - 1})") from exc
                 if ch.scale != k:
                     raise StreamError(f"{where}: chunk says scale {ch.scale}; the stream is damaged")
+                if hdr.format_version >= 2 and ch.gop_tag != gop_tag(g):
+                    raise StreamError(
+                        f"{where}: chunk belongs to GOP {ch.gop_tag} (mod 65536); chunks are out of order, the "
+                        f"stream is damaged (the first {k - 1} layers are intact: --scales {k - 1})"
+                    )
                 chunks.append(ch.data)
             if len(chunks) < n_g:
                 break

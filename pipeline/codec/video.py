@@ -103,7 +103,7 @@ def encode_video(
             buf = [fr for _, fr in zip(range(g.frame_count), frames)]
             if not buf:
                 break
-            enc = codec.encode_gop(np.stack(buf), scales=scales, frame_scales=frame_scales)
+            enc = codec.encode_gop(np.stack(buf), scales=scales, frame_scales=frame_scales, gop_index=len(real_gops))
             chunks.append(enc.chunks)
             for k, b in enumerate(enc.ce_bits):
                 ce[k] += b
