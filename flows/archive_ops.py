@@ -52,11 +52,13 @@ def record_failure(dest: str, s3_endpoint: str | None, job_id: str, source: str,
 
 
 def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results: list, n_keep: int,
-                 model_id: str, scales: list[int], tile: int) -> int:
+                 model_id: str, scales: list[int], tile: int, mode: str = "plain",
+                 frame_scales: int | None = None) -> int:
     """Write header + layers 1..n_keep of one video, verify them, commit its manifest rows.
 
-    `plan`: the actor's `SourcePlan`; `results`: its `GopResult`s in GOP order. Returns the archived
-    bytes (header + kept layers)."""
+    `plan`: the actor's `SourcePlan`; `results`: its `GopResult`s in GOP order; `mode`/`frame_scales`:
+    how they were encoded (recorded in the header and the manifest). Returns the archived bytes (header +
+    kept layers)."""
     from pipeline.archive import ArchiveWriter, GopData, SourceInfo
     from pipeline.codec.container import GopEntry, StreamHeader
 
@@ -70,11 +72,14 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
         scales=tuple(scales),
         tile=tile,
         gops=[GopEntry(r.first_frame, r.frame_count, True) for r in results],
-    ).to_bytes()
+        mode=mode,
+        frame_scales=frame_scales,
+    )
     gops = [
         GopData(first_frame=r.first_frame, frame_count=r.frame_count, keyframe=True,
-                chunks=r.chunks[:n_keep], token_counts=r.token_counts[:n_keep], checksums=r.checksums[:n_keep])
-        for r in results
+                chunks=r.chunks[:n_keep], token_counts=r.token_counts[:n_keep], checksums=r.checksums[:n_keep],
+                frames_coded=[header.coded_frames(g, k) for k in range(1, n_keep + 1)])
+        for g, r in enumerate(results)
     ]
     source = SourceInfo(uri=plan.source, size_bytes=plan.size_bytes, width=plan.width, height=plan.height,
                         fps=plan.fps_num / plan.fps_den)
@@ -82,7 +87,8 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     # manifest here for every video would make a job quadratic in its size. A video committed meanwhile by
     # another job is harmless: readers keep one commit per video (pipeline.manifest.effective_rows).
     writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id, committed=set())
-    rows = writer.archive_video(plan.video_id, header, gops, source, model_id, quality=video_quality(results))
+    rows = writer.archive_video(plan.video_id, header.to_bytes(), gops, source, model_id,
+                                quality=video_quality(results), mode=mode)
     return int(sum(rows.column("byte_length").to_pylist()))
 
 

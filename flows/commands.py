@@ -39,12 +39,14 @@ def _add_common(p: argparse.ArgumentParser, model: bool = False) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     s = _settings(args)
-    from flows.compress import compress, print_report
+    from flows.compress import check_mode, compress, print_report
 
+    scales = args.scales if args.scales is not None else s.scales
+    check_mode(args.mode, args.frame_scales, scales)  # a usage error: before any flow run starts
     report = compress(
         sources=args.sources,
         dest=args.dest,
-        scales=args.scales if args.scales is not None else s.scales,
+        scales=scales,
         job=args.job,
         actors=s.actors,
         max_gop=s.max_gop,
@@ -53,6 +55,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         device=s.device,
         threshold=args.threshold,
         quality=args.quality,
+        mode=args.mode,
+        frame_scales=args.frame_scales,
     )
     print_report(report)
     if args.json:
@@ -121,9 +125,20 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         actors=s.actors,
         weights=s.weights,
         s3_endpoint=s.s3_endpoint,
+        mode=args.mode if args.mode != "plain" else None,  # None: the flow's default (not in the parameters)
+        frame_scales=args.frame_scales,
         run_once=args.run_once,
     )
     return 0
+
+
+def _add_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=["plain", "keyframe"], default="plain",
+                   help="plain: every frame at every kept scale (default); keyframe: each GOP's keyframe at every "
+                        "kept scale, the other frames at scales 1..--frame-scales only (finer ones predicted when "
+                        "re-served). A video already archived (same content, either mode) is skipped")
+    p.add_argument("--frame-scales", type=int, metavar="K",
+                   help="keyframe mode: scales coded for the frames after each GOP's keyframe (1..scales kept)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,13 +152,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None, help="keyframe colour distance, mean ΔE (default 10)")
     p.add_argument("--quality", action="store_true",
                    help="also measure PSNR-Y/MS-SSIM at every scale count (slower; shown by `savings`)")
+    _add_mode(p)
     p.add_argument("--json", action="store_true", help="also print the job report as JSON")
     _add_common(p, model=True)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("savings", help="storage savings of an archive: table, CSV/Parquet, plot")
     p.add_argument("dest", help="archive root")
-    p.add_argument("--by", choices=["job", "video", "scale"], default="video")
+    p.add_argument("--by", choices=["job", "video", "scale", "mode"], default="video",
+                   help="one row per scale count K for each video | job | mode (plain/keyframe), or overall (scale)")
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--parquet", help="write the table as Parquet")
     p.add_argument("--plot", help="write a PNG plot")
@@ -176,6 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scales", type=int)
     p.add_argument("--actors", type=int)
     p.add_argument("--run-once", action="store_true", help="register, trigger one run, serve until it finishes")
+    _add_mode(p)
     _add_common(p, model=True)
     p.set_defaults(func=cmd_schedule)
 

@@ -4,6 +4,12 @@ Ray is driven from inside Prefect tasks (one task per video, all sharing one bou
 each GOP is *not* a Prefect task (that orchestration would cost more than the encoding). One video's
 failure is recorded with its reason and the job goes on; store writes are retried on transient faults;
 a re-run skips the videos already committed (by content hash).
+
+Modes (issue 8): "plain" codes every frame at the kept scales; "keyframe" codes each GOP's first frame
+(its keyframe) at all kept scales and the other frames at scales 1..`frame_scales` only (the decoder
+predicts the rest). The `video_id` is the hash of the source bytes whatever the mode, so a video already
+archived in one mode is skipped by a later job in the other ("already archived"); to change a video's
+mode, archive it into another `dest`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from flows.progress import JobProgress  # noqa: E402
 from pipeline.errors import ProGVCError  # noqa: E402
 from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
 
+MODES = ("plain", "keyframe")  # = pipeline.codec.container.MODES (not imported here: it would load torch)
 VIDEOS_IN_FLIGHT = 16  # videos worked on at once (threads; the actor pool bounds the actual work)
 UNIT_FRAMES = 32  # frames per actor call: small enough to balance actors, big enough to amortise a seek
 
@@ -72,6 +79,26 @@ class JobReport:
         return d
 
 
+def check_mode(mode: str, frame_scales: int | None, scales: int | None = None) -> None:
+    """ProGVCError unless (`mode`, `frame_scales`) is a valid coding mode for keeping `scales` scales
+    (0/None: all of the model's, checked once the model is loaded)."""
+    if mode not in MODES:
+        raise ProGVCError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "plain":
+        if frame_scales is not None:
+            raise ProGVCError(f"--frame-scales {frame_scales} needs --mode keyframe (plain mode codes every "
+                              f"frame at every kept scale)")
+        return
+    if frame_scales is None or isinstance(frame_scales, bool) or not isinstance(frame_scales, int):
+        raise ProGVCError(f"--mode keyframe needs --frame-scales K (an integer, the scales coded for the frames "
+                          f"after each GOP's keyframe), got {frame_scales!r}")
+    if frame_scales < 1:
+        raise ProGVCError(f"--frame-scales {frame_scales}: use 1..(scales kept); every frame needs scale 1")
+    if scales and frame_scales > scales:
+        raise ProGVCError(f"--frame-scales {frame_scales} is more than the {scales} scales kept; use "
+                          f"1..{scales} (the keyframe carries every kept scale, the other frames at most that)")
+
+
 def new_job_id(name: str | None = None) -> str:
     """`name` if given (checked to be a safe key part), else `job-<UTC time>-<4 hex>`."""
     if name:
@@ -98,15 +125,17 @@ def committed_ids_task(dest: str, s3_endpoint: str | None) -> set[str]:
 @task(name="commit-video", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=archive_ops.only_store_faults,
       cache_policy=NO_CACHE)
 def commit_video_task(dest: str, s3_endpoint: str | None, job_id: str, plan, results, n_keep: int,
-                      model_id: str, scales: list[int], tile: int) -> int:
+                      model_id: str, scales: list[int], tile: int, mode: str = "plain",
+                      frame_scales: int | None = None) -> int:
     """Write the layers and header, verify them, commit the manifest rows; returns archived bytes."""
-    return archive_ops.commit_video(dest, s3_endpoint, job_id, plan, results, n_keep, model_id, scales, tile)
+    return archive_ops.commit_video(dest, s3_endpoint, job_id, plan, results, n_keep, model_id, scales, tile,
+                                    mode, frame_scales)
 
 
 @task(name="compress-video", cache_policy=NO_CACHE)
 def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id: str, n_keep: int,
                         max_gop: int, threshold: float, progress: JobProgress | None,
-                        quality: bool = False) -> VideoOutcome:
+                        quality: bool = False, mode: str = "plain", frame_scales: int | None = None) -> VideoOutcome:
     """Plan one source's GOPs on an actor, encode them on the pool, then commit them."""
     from pipeline.codec.container import GopEntry
     from pipeline.gop import group_gops
@@ -118,7 +147,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
     if progress:
         progress.add_video(ident.video_id, plan.frame_count)
     calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit], n_keep,
-                   quality))
+                   quality, frame_scales))
              for ui, unit in enumerate(units)]
     results = [None] * len(gops)
     for _, res, err in pool.map("encode_unit", calls):
@@ -129,7 +158,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
             if progress:
                 progress.advance(ident.video_id, r.frame_count)
     archived = commit_video_task(dest, s3_endpoint, job_id, plan, results, n_keep, pool.model_id, pool.scales,
-                                 pool.tile)
+                                 pool.tile, mode, frame_scales)
     return VideoOutcome(
         source=ident.source,
         status="committed",
@@ -171,6 +200,8 @@ def compress(
     device: str = "auto",
     threshold: float | None = None,
     quality: bool = False,
+    mode: str = "plain",
+    frame_scales: int | None = None,
 ) -> dict:
     """Compress every video under `sources` (files, folders, `s3://` prefixes) into the archive `dest`.
 
@@ -178,11 +209,15 @@ def compress(
     actors: codec actors (0 = one per GPU, else per CPU); max_gop: frames per GOP at most;
     weights: codec weights path (or `random:tiny:<seed>` for tests); threshold: keyframe colour
     distance (mean ΔE); quality: also measure PSNR-Y and MS-SSIM of every video at every scale count
-    (decodes each GOP K times; shown by `savings`). Returns the job report (`JobReport.to_dict()`).
+    (decodes each GOP K times; shown by `savings`); mode: "plain" | "keyframe" (each GOP's keyframe at
+    every kept scale, its other frames at scales 1..`frame_scales`, 1 <= frame_scales <= scales kept).
+    Videos already archived (same content hash, in either mode) are skipped. Returns the job report
+    (`JobReport.to_dict()`).
     """
     from pipeline.settings import Settings
     from workers.pool import CodecPool
 
+    check_mode(mode, frame_scales, scales)  # bad input fails before anything starts
     env = Settings.from_env()  # deployments: RAY_ADDRESS, S3 endpoint, weights from the worker's environment
     weights = weights or env.weights
     s3_endpoint = s3_endpoint or env.s3_endpoint
@@ -205,6 +240,7 @@ def compress(
         n_keep = len(pool.scales) if scales in (0, None) else int(scales)
         if not 1 <= n_keep <= len(pool.scales):
             raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
+        check_mode(mode, frame_scales, n_keep)
         todo, seen = [], set()
         for src, ident, err in pool.map("identify", [(f, (f,)) for f in files]):
             if err is not None:
@@ -221,7 +257,7 @@ def compress(
         with JobProgress(job_id, len(todo)) as progress:
             futures = [
                 (ident, compress_video_task.submit(pool, ident, dest, s3_endpoint, job_id, n_keep, max_gop,
-                                                   threshold, progress, quality))
+                                                   threshold, progress, quality, mode, frame_scales))
                 for ident in todo
             ]
             for ident, fut in futures:

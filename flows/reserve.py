@@ -41,7 +41,8 @@ def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales:
 def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str,
                       context: str = "") -> int:
     """Decode every GOP on the actors (runs of <= UNIT_FRAMES frames, bounded in flight) and stream the
-    frames in order into `output`. Returns frames written."""
+    frames in order into `output`. The header's mode says how (keyframe mode: the frames after each GOP's
+    keyframe have their scales above `header.frame_scales` predicted). Returns frames written."""
     from fractions import Fraction
 
     from pipeline import video_io
@@ -57,7 +58,7 @@ def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, 
         frames_in += entry.frame_count
     calls = [
         (u, ([gop_chunks[g] for g in unit], [header.gops[g].frame_count for g in unit], header.width,
-             header.height, predict, unit, context))
+             header.height, predict, unit, context, header.frame_scales))
         for u, unit in enumerate(units)
     ]
 
@@ -98,7 +99,9 @@ def reserve(
 ) -> dict:
     """Decode video `video_id` of archive `dest` from its first `scales` layers into `output`
     (.mp4/.mkv H.264, or .y4m). `predict`: how scales K+1..N are filled (argmax | sample | none).
-    Returns a report: output path, frames, size, bytes read vs the K layers' bytes."""
+    The coding mode (plain | keyframe with its `frame_scales`) is read from the stored header: any K
+    works for either mode. Returns a report: output path, mode, frames, size, bytes read vs the K layers'
+    bytes."""
     from pipeline.codec.container import StreamHeader
     from pipeline.errors import StreamError
     from workers.pool import CodecPool
@@ -123,6 +126,8 @@ def reserve(
         "output": str(out.resolve()),
         "scales": scales,
         "n_scales": header.n_scales,
+        "mode": header.mode,
+        "frame_scales": header.frame_scales,
         "frames": frames,
         "width": header.width,
         "height": header.height,

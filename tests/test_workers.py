@@ -76,6 +76,27 @@ def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
     assert len(short[0].chunks) == 2 and short[0].chunks == results[0].chunks[:2]
 
 
+def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
+    """encode_unit(frame_scales=K) codes each GOP's frames 1.. at scales 1..K only (chunks above K hold the
+    keyframe alone), measures quality decoding in that mode, and decode_gops(frame_scales=K) decodes it."""
+    gops = [(0, 0, 9), (1, 9, 11)]
+    res = tiny_pool.call("encode_unit", clip, gops, None, True, 2)
+    ref = Codec.random(CodecConfig.tiny(), seed=0)
+    src = video_io.read_frames(clip, 9, 11)
+    assert ref.encode_gop(src, frame_scales=2).chunks == res[1].chunks
+    plain = ref.encode_gop(src)
+    per_frame = [c // 11 for c in plain.token_counts]
+    assert res[1].token_counts == [*plain.token_counts[:2], *per_frame[2:]]  # keyframe alone above K=2
+    assert len(res[1].extra["psnr_sum"]) == len(tiny_pool.scales)
+    assert all(np.isfinite(res[1].extra["psnr_sum"]))
+    want = ref.decode_gop(res[1].chunks[:3], n_frames=11, width=64, height=48, frame_scales=2)
+    frames = tiny_pool.call("decode_gops", [r.chunks[:3] for r in res], [9, 11], 64, 48, "argmax", [0, 1], "",
+                            2)
+    assert frames.shape == (20, 48, 64, 3) and np.array_equal(frames[9:], want)
+    with pytest.raises(Exception, match="tokens"):  # decoding it as plain mode is refused, not misread
+        tiny_pool.call("decode_gops", [res[1].chunks[:3]], [11], 64, 48, "argmax")
+
+
 def test_bad_source_errors_come_back_typed(tiny_pool, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4096))

@@ -192,11 +192,12 @@ class CodecActor:
         )
 
     def encode_unit(self, source: str, gops: list[tuple[int, int, int]], scales: int | None = None,
-                    quality: bool = False) -> list[GopResult]:
+                    quality: bool = False, frame_scales: int | None = None) -> list[GopResult]:
         """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, scales 1..K
         (`scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order.
         `quality`: also decode each GOP at every k = 1..K (finer scales predicted, as re-serving does)
-        and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`."""
+        and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`. `frame_scales`:
+        keyframe mode (each GOP's frame 0 at scales 1..K, its other frames at 1..frame_scales only)."""
         from pipeline import video_io
 
         t0 = time.perf_counter()
@@ -210,8 +211,8 @@ class CodecActor:
         for gi, f0, n in gops:
             t1 = time.perf_counter()
             ref = frames_THWC[f0 - first : f0 - first + n]
-            enc = self.codec.encode_gop(ref, scales=scales)
-            extra = self._quality(ref, enc.chunks) if quality else {}
+            enc = self.codec.encode_gop(ref, scales=scales, frame_scales=frame_scales)
+            extra = self._quality(ref, enc.chunks, frame_scales) if quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
                 GopResult(
@@ -229,13 +230,14 @@ class CodecActor:
             )
         return out
 
-    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes]) -> dict:
+    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes], frame_scales: int | None = None) -> dict:
         from pipeline import metrics
 
         T, H, W, _ = ref_THWC.shape
         psnr, ssim = [], []
         for k in range(1, len(chunks) + 1):
-            dec = self.codec.decode_gop(list(chunks[:k]), n_frames=T, width=W, height=H, predict="argmax")
+            dec = self.codec.decode_gop(list(chunks[:k]), n_frames=T, width=W, height=H, predict="argmax",
+                                        frame_scales=frame_scales)
             psnr.append(float(metrics.psnr_y(ref_THWC, dec).sum()))
             ssim.append(float(metrics.ms_ssim(ref_THWC, dec).sum()))
         return {"psnr_sum": psnr, "ms_ssim_sum": ssim}
@@ -249,13 +251,15 @@ class CodecActor:
         predict: str = "argmax",
         gop_indices: list[int] | None = None,
         context: str = "",
+        frame_scales: int | None = None,
     ) -> np.ndarray:
         """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8. `gop_indices` and
-        `context` (e.g. the video id) name the GOP in errors."""
+        `context` (e.g. the video id) name the GOP in errors; `frame_scales`: the stream header's (keyframe
+        mode: non-keyframes' scales above it are predicted)."""
         idx = gop_indices or [None] * len(frame_counts)
         parts = [
             self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict,
-                                  gop_index=g, context=context)
+                                  gop_index=g, context=context, frame_scales=frame_scales)
             for chunks, n, g in zip(chunks_per_gop, frame_counts, idx)
         ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
