@@ -63,7 +63,8 @@ def test_keyframe_compress_manifest_savings_reserve(s3_server, ray_session, pref
 
     codec = Codec.random(CodecConfig.tiny(), seed=0)
     frames = video_io.read_frames(SAMPLE, 0, 24)
-    kf = [codec.encode_gop(frames[g.first_frame:g.first_frame + g.frame_count], frame_scales=K) for g in header.gops]
+    kf = [codec.encode_gop(frames[g.first_frame:g.first_frame + g.frame_count], frame_scales=K, gop_index=i)
+          for i, g in enumerate(header.gops)]
     pl = [codec.encode_gop(frames[g.first_frame:g.first_frame + g.frame_count]) for g in header.gops]
     for k in (1, 2, 3, 4):
         assert store.get(f"videos/{vid}/layer-{k}.bin") == b"".join(e.chunks[k - 1] for e in kf)

@@ -182,7 +182,7 @@ def test_actor_killed_mid_gop_job_still_commits_identical_bytes(tmp_path, ray_se
         frames = video_io.read_frames(v["source"])
         for r in (r for r in rows if r["video_id"] == v["video_id"] and r["scale"] > 0):
             enc = ref.encode_gop(frames[r["first_frame"] : r["first_frame"] + r["frame_count"]],
-                                 scales=r["scale"])
+                                 scales=r["scale"], gop_index=r["gop_index"])
             assert store.get_range(r["layer_key"], r["byte_offset"], r["byte_length"]) == enc.chunks[-1]
             checked += 1
     assert checked > 0

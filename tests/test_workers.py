@@ -67,7 +67,7 @@ def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
     # the actor's chunks are exactly what the same codec makes in this process (determinism)
     ref = Codec.random(CodecConfig.tiny(), seed=0)
     src = video_io.read_frames(clip, 9, 11)
-    assert ref.encode_gop(src).chunks == results[1].chunks
+    assert ref.encode_gop(src, gop_index=1).chunks == results[1].chunks
     # decode on the other actor from the first 2 scales (the rest predicted)
     frames = tiny_pool.call("decode_gops", [r.chunks[:2] for r in results], [9, 11], 64, 48, "argmax")
     assert frames.shape == (20, 48, 64, 3) and frames.dtype == np.uint8
@@ -83,7 +83,7 @@ def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
     res = tiny_pool.call("encode_unit", clip, gops, None, True, 2)
     ref = Codec.random(CodecConfig.tiny(), seed=0)
     src = video_io.read_frames(clip, 9, 11)
-    assert ref.encode_gop(src, frame_scales=2).chunks == res[1].chunks
+    assert ref.encode_gop(src, frame_scales=2, gop_index=1).chunks == res[1].chunks
     plain = ref.encode_gop(src)
     per_frame = [c // 11 for c in plain.token_counts]
     assert res[1].token_counts == [*plain.token_counts[:2], *per_frame[2:]]  # keyframe alone above K=2

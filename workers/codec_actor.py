@@ -211,7 +211,7 @@ class CodecActor:
         for gi, f0, n in gops:
             t1 = time.perf_counter()
             ref = frames_THWC[f0 - first : f0 - first + n]
-            enc = self.codec.encode_gop(ref, scales=scales, frame_scales=frame_scales)
+            enc = self.codec.encode_gop(ref, scales=scales, frame_scales=frame_scales, gop_index=gi)
             extra = self._quality(ref, enc.chunks, frame_scales) if quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
