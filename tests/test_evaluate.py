@@ -126,14 +126,22 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
         "4",
         "--cache",
         str(tmp_path / "cache"),
+        "--plain-predict",
+        "none",
     ]
     assert main(argv) == 0
     for name in ("results.json", "summary.md", "rd_psnr_y.png", "rd_ms_ssim.png", "rd_vmaf.png", "rd_tfd.png"):
         assert (out / name).stat().st_size > 0, name
     res = json.loads((out / "results.json").read_text())
     assert res["meta"]["modes"] == ["plain", "keyframe"]
-    pv = sorted((p for p in res["points"] if p["codec"] == "progvc" and p["mode"] == "plain"), key=lambda p: p["param"])
+    plain = [p for p in res["points"] if p["codec"] == "progvc" and p["mode"] == "plain"]
+    pv = sorted((p for p in plain if not p["extra_curve"]), key=lambda p: p["param"])
     assert [p["param"] for p in pv] == [1, 2, 3, 4]
+    # the extra plain curve: the same streams decoded without prediction (identical at K = N)
+    pn = sorted((p for p in plain if p["extra_curve"]), key=lambda p: p["param"])
+    assert [p["preset"] for p in pn] == ["none"] * 4 and [p["bits"] for p in pn] == [p["bits"] for p in pv]
+    assert pn[-1]["metrics"]["psnr_y"] == pv[-1]["metrics"]["psnr_y"]
+    assert pn[0]["metrics"]["psnr_y"] != pv[0]["metrics"]["psnr_y"]
     assert all(a["bits"] < b["bits"] for a, b in zip(pv, pv[1:]))  # more scales, more bits
     # bits of K = N equal the chunks of a fresh encode of the same two GOPs (4 + 2 frames)
     frames = video_io.read_frames(clip, 0, 6)
@@ -159,9 +167,11 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
         assert p["metrics"]["tfd"] == pytest.approx(np.mean(p["per_frame"]["tfd"][1:]), abs=1e-4)
     summary = (out / "summary.md").read_text()
     assert "BD-rate of ProGVC" in summary and "x264 medium" in summary and "Bits" in summary
-    assert "BD-rate of ProGVC keyframe mode vs each reference codec" in summary
+    assert "BD-rate of 'ProGVC keyframe' vs each reference codec" in summary
+    assert "BD-rate of 'ProGVC (none)' vs each reference codec" in summary
     kf_section = summary.split("## Keyframe mode vs plain")[1].split("\n## ")[0]
-    assert "BD-rate of keyframe mode vs plain mode" in kf_section and "tfd" in kf_section
+    assert "BD-rate of keyframe mode vs plain mode, curve 'ProGVC'" in kf_section and "tfd" in kf_section
+    assert "curve 'ProGVC (none)'" in kf_section and "kf / plain / plain none" in kf_section
     assert all(f"| {k} | {p['bpp']:.4f} |" in kf_section for k, p in zip((1, 2, 3), kf))
     assert "tfd" not in summary.split("## BD-rate of ProGVC vs")[1].split("## Keyframe")[0]  # no BD-rate on tfd
     y = frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # the frames evaluated (read back)

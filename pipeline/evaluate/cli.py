@@ -51,6 +51,12 @@ def register(subparsers) -> None:
         help="how ProGVC fills untransmitted scales (default argmax)",
     )
     p.add_argument(
+        "--plain-predict",
+        default="",
+        help="extra plain-mode curves decoded with these predict modes, e.g. none (comma list; label "
+        "'ProGVC (none)'; keyframe mode is compared with every plain curve)",
+    )
+    p.add_argument(
         "--modes",
         default="plain,keyframe",
         help="ProGVC modes, comma list of plain,keyframe (default both; keyframe: frame 0 of each GOP at all "
@@ -114,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     if "vmaf" in metric_names and not M.vmaf_available():
         metric_names = tuple(m for m in metric_names if m != "vmaf")
         notes.append("VMAF skipped: imageio-ffmpeg's FFmpeg has no libvmaf filter here.")
+    plain_predicts = tuple(_csv(args.plain_predict))
+    if any(pr not in ("argmax", "sample", "none") for pr in plain_predicts):
+        raise ProGVCError(f"--plain-predict {args.plain_predict!r}: choose from argmax, sample, none")
     modes = tuple(_csv(args.modes))
     if not modes or any(m not in MODES for m in modes):
         raise ProGVCError(f"--modes {args.modes!r}: choose one or more of {', '.join(MODES)}")
@@ -127,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metric_names,
         weights=args.weights,
         predict=args.predict,
+        plain_predicts=plain_predicts,
         scales=tuple(int(k) for k in _csv(args.scales)) if args.scales else None,
         modes=modes,
         default_bpp_range=(lo, hi),
@@ -150,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
                 else f"weights `{src}` (model id {codec.model_id}), K in {list(cfg.scales)}"
             )
             progvc_desc += f", untransmitted scales predicted by `{cfg.predict}`"
+            for pr in cfg.plain_predicts:
+                progvc_desc += f" (curve 'ProGVC ({pr})': the same streams decoded with `{pr}`)"
             if "keyframe" in modes:
                 n = codec.cfg.n_scales
                 progvc_desc += (

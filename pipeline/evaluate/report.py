@@ -44,7 +44,9 @@ BITS_DEFINITION = (
 
 def curve_label(p: dict) -> str:
     if p["codec"] == "progvc":
-        return KEYFRAME if p.get("mode") == "keyframe" else PLAIN
+        if p.get("mode") == "keyframe":
+            return KEYFRAME
+        return f"{PLAIN} ({p['preset']})" if p.get("extra_curve") else PLAIN
     return f"av1 preset {p['preset']}" if p["codec"] == "av1" else f"{p['codec']} {p['preset']}"
 
 
@@ -61,6 +63,11 @@ def _curves(points: list[dict]) -> dict[str, dict[str, list[dict]]]:
 
 def is_progvc(label: str) -> bool:
     return label.startswith(PLAIN)
+
+
+def is_plain(label: str) -> bool:
+    """A plain-mode ProGVC curve: "ProGVC" or an extra one decoded otherwise, "ProGVC (<predict>)"."""
+    return label == PLAIN or label.startswith(PLAIN + " (")
 
 
 def _label_order(label: str) -> tuple:
@@ -249,6 +256,7 @@ def _keyframe_markdown(points: list[dict], metrics: list[str], facts: list[dict]
     point beside plain mode interpolated at the same bpp."""
     curves = _curves(points)
     clips = sorted(c for c in curves if KEYFRAME in curves[c] and PLAIN in curves[c])
+    plains = sorted({lab for c in clips for lab in curves[c] if is_plain(lab)}, key=lambda x: (x != PLAIN, x))
     L = ["## Keyframe mode vs plain", ""]
     L += [
         "Keyframe mode: frame 0 of each GOP at all N scales, the other frames at scales 1..K only, their finer "
@@ -260,42 +268,47 @@ def _keyframe_markdown(points: list[dict], metrics: list[str], facts: list[dict]
     if not clips:
         return L + ["No clip has both ProGVC curves in this run (see `--modes`).", ""]
     bdm = bd_metrics(metrics)
-    table = bd_table(points, KEYFRAME, metrics, anchors=[PLAIN])
+    table = bd_table(points, KEYFRAME, metrics, anchors=plains)
     notes: dict[str, int] = {}
-    L += [
-        "**BD-rate of keyframe mode vs plain mode** (negative = keyframe mode needs fewer bits for the same quality)",
-        "",
-        "| clip | " + " | ".join(METRIC_SHORT.get(m, m) for m in bdm) + " |",
-        "|---|" + "---|" * len(bdm),
-    ]
-    means: dict[str, list[float]] = defaultdict(list)
-    for clip in clips:
-        cells = []
-        for m in bdm:
-            r = table.get(m, {}).get(clip, {}).get(PLAIN)
-            cells.append(_fmt_bd(r, notes))
-            if r is not None and r.value is not None:
-                means[m].append(r.value)
-        L.append(f"| {clip} | " + " | ".join(cells) + " |")
-    L.append(
-        "| **mean (clips with overlap)** | "
-        + " | ".join(
-            f"{sum(means[m]) / len(means[m]):+.1f} % ({len(means[m])}/{len(clips)})" if means[m] else "–" for m in bdm
+    for anchor in plains:
+        L += [
+            f"**BD-rate of keyframe mode vs plain mode, curve '{anchor}'** (negative = keyframe mode needs fewer "
+            "bits for the same quality)",
+            "",
+            "| clip | " + " | ".join(METRIC_SHORT.get(m, m) for m in bdm) + " |",
+            "|---|" + "---|" * len(bdm),
+        ]
+        means: dict[str, list[float]] = defaultdict(list)
+        for clip in clips:
+            cells = []
+            for m in bdm:
+                r = table.get(m, {}).get(clip, {}).get(anchor)
+                cells.append(_fmt_bd(r, notes))
+                if r is not None and r.value is not None:
+                    means[m].append(r.value)
+            L.append(f"| {clip} | " + " | ".join(cells) + " |")
+        L.append(
+            "| **mean (clips with overlap)** | "
+            + " | ".join(
+                f"{sum(means[m]) / len(means[m]):+.1f} % ({len(means[m])}/{len(clips)})" if means[m] else "–"
+                for m in bdm
+            )
+            + " |"
         )
-        + " |"
-    )
-    L.append("")
+        L.append("")
     if notes:
         L += ["Not computable:"] + [f"[{i}] {reason}" for reason, i in notes.items()] + [""]
     shown = [m for m in metrics if m != "psnr_rgb"]
     L += [
         "**At matched bpp**: each keyframe-mode point (K = frame scales) beside plain mode at the same bpp "
         "(plain interpolated linearly in log bpp between its neighbouring K; '–' outside plain's range). "
-        "Cells: keyframe / plain; tfd as defined under Setup (lower is better; 'source motion' = the tfd of "
-        "a decode frozen on frame 0).",
+        f"Cells: keyframe / {' / '.join(plains)}; better/worse counts compare with the best plain curve at "
+        "that bpp; tfd as defined under Setup (lower is better; 'source motion' = the tfd of a decode frozen "
+        "on frame 0).",
         "",
     ]
-    head = " | ".join(f"{METRIC_SHORT.get(m, m)} kf / plain" for m in shown)
+    short = ["plain" if lab == PLAIN else "plain " + lab[len(PLAIN) + 2 : -1] for lab in plains]
+    head = " | ".join(f"{METRIC_SHORT.get(m, m)} kf / {' / '.join(short)}" for m in shown)
     wins: dict[str, list[int]] = {m: [0, 0] for m in shown}
     motion = {c["clip"]: c.get("source_motion") for c in facts}
     for clip in clips:
@@ -310,15 +323,19 @@ def _keyframe_markdown(points: list[dict], metrics: list[str], facts: list[dict]
             cells = []
             for m in shown:
                 kv = p["metrics"].get(m)
-                pv = plain_at_bpp(curves[clip][PLAIN], p["bpp"], m)
-                cells.append(f"{_fmt(kv, m)} / {_fmt(pv, m)}")
-                if kv is not None and pv is not None and not math.isnan(kv) and kv != pv:
-                    better = kv < pv if m in LOWER_IS_BETTER else kv > pv
+                pvs = [plain_at_bpp(curves[clip].get(lab, []), p["bpp"], m) for lab in plains]
+                cells.append(" / ".join([_fmt(kv, m)] + [_fmt(pv, m) for pv in pvs]))
+                known = [pv for pv in pvs if pv is not None and not math.isnan(pv)]
+                if kv is None or math.isnan(kv) or not known:
+                    continue
+                best = min(known) if m in LOWER_IS_BETTER else max(known)
+                if kv != best:
+                    better = kv < best if m in LOWER_IS_BETTER else kv > best
                     wins[m][0 if better else 1] += 1
             L.append(f"| {p['param']} | {p['bpp']:.4f} | " + " | ".join(cells) + " |")
         L.append("")
     L += [
-        "Matched points where keyframe mode is better / worse than plain: "
+        "Matched points where keyframe mode is better / worse than the best plain curve: "
         + "; ".join(f"{METRIC_SHORT.get(m, m)} {w[0]} / {w[1]}" for m, w in wins.items())
         + ".",
         "",
@@ -372,9 +389,11 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
         L += ["No reference codec in this run.", ""]
     else:
         L += ["ProGVC points are missing from this run (see notes above), so there is no ProGVC BD-rate.", ""]
-    if has_keyframe and anchors:
-        L += ["## BD-rate of ProGVC keyframe mode vs each reference codec", ""]
-        L += _bd_markdown(bd_table(points, KEYFRAME, metrics), bdm, anchors)
+    extra_plains = sorted({curve_label(p) for p in points if is_plain(curve_label(p))} - {PLAIN})
+    for lab in extra_plains + ([KEYFRAME] if has_keyframe else []):
+        if anchors:
+            L += [f"## BD-rate of '{lab}' vs each reference codec", ""]
+            L += _bd_markdown(bd_table(points, lab, metrics), bdm, anchors)
     if has_keyframe:
         L += _keyframe_markdown(points, metrics, clips)
     base = "x264 medium"

@@ -56,6 +56,7 @@ class EvalConfig:
     predict: str = "argmax"
     scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N (keyframe mode: 1..N-1)
     modes: tuple[str, ...] = ("plain", "keyframe")  # ProGVC modes (see progvc_points / keyframe_points)
+    plain_predicts: tuple[str, ...] = ()  # extra plain-mode curves decoded with these predict modes
     default_bpp_range: tuple[float, float] = (0.02, 0.1)  # sweep target when ProGVC is not evaluated
     cache_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -210,15 +211,17 @@ def _progvc_point(
     frame_scales: int | None,
     preset: str,
     param: int,
+    predict: str,
     **extra,
 ) -> Point:
-    """Decode the first `n_chunks` chunks of every GOP of `enc` and measure them."""
+    """Decode the first `n_chunks` chunks of every GOP of `enc` (untransmitted scales as `predict` says)
+    and measure them."""
     T, H, W, _ = frames_THWC.shape
     chunks = unpack_chunks(enc["chunks"])
     t0 = time.perf_counter()
     dec = [
         codec.decode_gop(
-            c[:n_chunks], n, W, H, predict=cfg.predict, gop_index=g, context=clip, frame_scales=frame_scales
+            c[:n_chunks], n, W, H, predict=predict, gop_index=g, context=clip, frame_scales=frame_scales
         )
         for g, ((_, n), c) in enumerate(zip(spans, chunks))
     ]
@@ -255,19 +258,22 @@ def progvc_points(
     enc_key = progvc_cache_key(base, "encode")
     enc: dict | None = None  # one encode shared by every K, read or computed at most once
     points = []
-    for k in ks:
-        key = progvc_cache_key(base, "point", K=k, predict=cfg.predict)
-        p = _cached_point(cache, key, cfg.metrics)
-        if p is None:
-            if enc is None:
-                enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, None, progress)
-            if progress:
-                progress(f"{clip}: ProGVC decode K={k}/{n_scales}")
-            p = _progvc_point(codec, clip, frames_THWC, cfg, spans, enc, k, None, cfg.predict, k)
-            cache.put("points", key, p)
-        p["clip"] = clip
-        p["mode"] = "plain"  # points cached before keyframe mode existed lack the field
-        points.append(p)
+    predicts = [cfg.predict] + [pr for pr in cfg.plain_predicts if pr != cfg.predict]
+    for predict in predicts:
+        for k in ks:
+            key = progvc_cache_key(base, "point", K=k, predict=predict)
+            p = _cached_point(cache, key, cfg.metrics)
+            if p is None:
+                if enc is None:
+                    enc = _encode_gops(codec, clip, frames_THWC, spans, cache, enc_key, None, progress)
+                if progress:
+                    progress(f"{clip}: ProGVC decode K={k}/{n_scales} ({predict})")
+                p = _progvc_point(codec, clip, frames_THWC, cfg, spans, enc, k, None, predict, k, predict)
+                cache.put("points", key, p)
+            p["clip"] = clip
+            p["mode"] = "plain"  # points cached before keyframe mode existed lack the field
+            p["extra_curve"] = predict != cfg.predict  # a second plain curve (report label "ProGVC (<predict>)")
+            points.append(p)
     return points
 
 
@@ -293,7 +299,7 @@ def keyframe_points(
             if progress:
                 progress(f"{clip}: ProGVC keyframe mode decode, frame scales {k}/{n_scales}")
             p = _progvc_point(
-                codec, clip, frames_THWC, cfg, spans, enc, n_scales, k, f"keyframe/{cfg.predict}", k,
+                codec, clip, frames_THWC, cfg, spans, enc, n_scales, k, f"keyframe/{cfg.predict}", k, cfg.predict,
                 mode="keyframe", keyframe_scales=n_scales,
             )
             cache.put("points", key, p)
