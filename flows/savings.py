@@ -21,7 +21,7 @@ def savings(
     s3_endpoint: str | None = None,
     show: bool = False,
 ) -> dict:
-    """Savings of archive `dest` grouped `by` video | job | scale (one row per scale count K).
+    """Savings of archive `dest` grouped `by` video | job | scale | mode (one row per scale count K).
     Writes the table to `csv`/`parquet` and a plot to `plot` (PNG) when given; prints it when `show`.
     Returns {"rows": [...], "totals": {videos, source_bytes, stored_bytes}, "files": [...]}."""
     from pipeline import manifest
