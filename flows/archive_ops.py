@@ -71,7 +71,7 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
         frame_count=plan.frame_count,
         scales=tuple(scales),
         tile=tile,
-        gops=[GopEntry(r.first_frame, r.frame_count, True) for r in results],
+        gops=[GopEntry(r.first_frame, r.frame_count, True, r.generate) for r in results],
         mode=mode,
         frame_scales=frame_scales,
     )

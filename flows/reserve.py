@@ -58,7 +58,7 @@ def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, 
         frames_in += entry.frame_count
     calls = [
         (u, ([gop_chunks[g] for g in unit], [header.gops[g].frame_count for g in unit], header.width,
-             header.height, predict, unit, context, header.frame_scales))
+             header.height, predict, unit, context, header.frame_scales, [header.gops[g].generate for g in unit]))
         for u, unit in enumerate(units)
     ]
 

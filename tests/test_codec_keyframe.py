@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.codec.codec import coded_scales
+from pipeline.codec.codec import best_prefix, coded_scales
 from pipeline.codec.container import GopEntry, StreamHeader, read_pgv
 from pipeline.errors import ProGVCError, StreamError
 from tests.fixtures_codec import moving_clip
@@ -15,6 +15,14 @@ def test_coded_scales():
     assert [coded_scales(f, 4, None) for f in range(3)] == [4, 4, 4]
     assert [coded_scales(f, 4, 2) for f in range(3)] == [4, 2, 2]
     assert [coded_scales(f, 1, 2) for f in range(3)] == [1, 1, 1]
+
+
+def test_best_prefix():
+    assert best_prefix(np.array([3.0, 1.0, -0.5, -4.0])) == 2
+    assert best_prefix(np.array([-1.0, 5.0, -1.0])) == 2  # a loss early is worth a bigger gain after it
+    assert best_prefix(np.array([-1.0, -2.0])) == 0
+    assert best_prefix(np.array([1.0, 0.0, 0.0])) == 1  # ties: the shortest prefix
+    assert best_prefix(np.array([])) == 0
 
 
 def test_chunks_above_frame_scales_hold_the_keyframe_alone(tiny_codec):
@@ -129,3 +137,47 @@ def test_cli_keyframe_mode(tiny_weights, tiny_video, tmp_path, capsys):
     assert main(["decode", str(out), "-o", str(mp4), "--weights", tiny_weights, "--quiet"]) == 0
     assert probe(mp4).frame_count == 6
     assert main(["encode", tiny_video, "-o", str(out), "--mode", "keyframe", "--weights", tiny_weights]) == 1
+
+
+def test_encoder_picks_the_generated_prefix_that_fits_best(tiny_codec):
+    """generation="auto": G = the prefix of non-keyframes whose generated scales lower the summed squared
+    error most (computed here from the two decodes); the decoder generates frames 1..G only."""
+    clip = moving_clip(6, 64, 64, seed=4)
+    enc = tiny_codec.encode_gop(clip, frame_scales=2)
+    assert enc.generate is not None and 0 <= enc.generate <= 5
+    everyone = tiny_codec.decode_gop(enc.chunks, 6, 64, 64, frame_scales=2)  # generate=None: every frame
+    nobody = tiny_codec.decode_gop(enc.chunks, 6, 64, 64, frame_scales=2, generate=0)
+    ref = clip.astype(np.float64)
+    gain = [((nobody[f] - ref[f]) ** 2).mean() - ((everyone[f] - ref[f]) ** 2).mean() for f in range(1, 6)]
+    best = max(range(6), key=lambda g: (sum(gain[:g]), -g))
+    assert enc.generate == best
+    chosen = tiny_codec.decode_gop(enc.chunks, 6, 64, 64, frame_scales=2, generate=enc.generate)
+    g = enc.generate
+    assert np.array_equal(chosen[: g + 1], everyone[: g + 1]) and np.array_equal(chosen[g + 1 :], nobody[g + 1 :])
+    assert np.array_equal(nobody[0], everyone[0])  # the keyframe is never affected
+    assert tiny_codec.encode_gop(clip, frame_scales=2, generation="all").generate is None
+    assert tiny_codec.encode_gop(clip).generate is None  # plain mode: nothing to choose
+    assert tiny_codec.encode_gop(clip, frame_scales=2, generation="all").chunks == enc.chunks
+
+
+def test_header_keeps_the_generated_prefix(tiny_codec, tiny_video, tmp_path):
+    from pipeline.codec.video import decode_video, encode_video
+
+    g = [GopEntry(0, 4, True, 2), GopEntry(4, 2, True, 0)]
+    h = StreamHeader("0123456789abcdef", 64, 48, 25, 1, 6, (1, 2, 3, 4), 4, g, mode="keyframe", frame_scales=2)
+    assert StreamHeader.from_bytes(h.to_bytes()).gops == g
+    for bad in ([GopEntry(0, 4, True, 4), GopEntry(4, 2)], [GopEntry(0, 4, True, -1), GopEntry(4, 2)]):
+        with pytest.raises(StreamError, match="generated prefix"):
+            StreamHeader.from_bytes(StreamHeader(**{**h.__dict__, "gops": bad}).to_bytes())
+    plain = StreamHeader("0123456789abcdef", 64, 48, 25, 1, 6, (1, 2, 3, 4), 4, g)
+    with pytest.raises(StreamError, match="generated prefix"):
+        StreamHeader.from_bytes(plain.to_bytes())
+    p = tmp_path / "auto.pgv"
+    stats = encode_video(tiny_video, p, codec=tiny_codec, progress=False, mode="keyframe", frame_scales=2,
+                         gops=[GopEntry(0, 4), GopEntry(4, 2)])
+    gens = [e.generate for e in read_pgv(p).header.gops]
+    assert gens == [e.generate for e in stats.header.gops] and all(x is not None for x in gens)
+    frames = decode_video(p, None, codec=tiny_codec, progress=False)
+    expect = [tiny_codec.decode_gop(read_pgv(p).gop_chunks(i), n, 64, 48, frame_scales=2, generate=gn)
+              for i, (n, gn) in enumerate(zip((4, 2), gens))]
+    assert np.array_equal(frames, np.concatenate(expect))

@@ -66,6 +66,8 @@ def test_keyframe_compress_manifest_savings_reserve(s3_server, ray_session, pref
     kf = [codec.encode_gop(frames[g.first_frame:g.first_frame + g.frame_count], frame_scales=K, gop_index=i)
           for i, g in enumerate(header.gops)]
     pl = [codec.encode_gop(frames[g.first_frame:g.first_frame + g.frame_count]) for g in header.gops]
+    assert [g.generate for g in header.gops] == [e.generate for e in kf]  # the encoder's generated prefixes
+    assert all(g.generate is not None for g in header.gops if g.frame_count > 1)
     for k in (1, 2, 3, 4):
         assert store.get(f"videos/{vid}/layer-{k}.bin") == b"".join(e.chunks[k - 1] for e in kf)
         kf_bytes, pl_bytes = (sum(len(e.chunks[k - 1]) for e in x) for x in (kf, pl))

@@ -83,7 +83,8 @@ def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
     res = tiny_pool.call("encode_unit", clip, gops, None, True, 2)
     ref = Codec.random(CodecConfig.tiny(), seed=0)
     src = video_io.read_frames(clip, 9, 11)
-    assert ref.encode_gop(src, frame_scales=2, gop_index=1).chunks == res[1].chunks
+    again = ref.encode_gop(src, frame_scales=2, gop_index=1)
+    assert again.chunks == res[1].chunks and again.generate == res[1].generate is not None
     plain = ref.encode_gop(src)
     per_frame = [c // 11 for c in plain.token_counts]
     assert res[1].token_counts == [*plain.token_counts[:2], *per_frame[2:]]  # keyframe alone above K=2
@@ -93,6 +94,12 @@ def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
     frames = tiny_pool.call("decode_gops", [r.chunks[:3] for r in res], [9, 11], 64, 48, "argmax", [0, 1], "",
                             2)
     assert frames.shape == (20, 48, 64, 3) and np.array_equal(frames[9:], want)
+    # the encoder's generated prefix (as the header carries it) reaches the decoder
+    want = ref.decode_gop(res[1].chunks[:3], n_frames=11, width=64, height=48, frame_scales=2,
+                          generate=res[1].generate)
+    frames = tiny_pool.call("decode_gops", [r.chunks[:3] for r in res], [9, 11], 64, 48, "argmax", [0, 1], "",
+                            2, [r.generate for r in res])
+    assert np.array_equal(frames[9:], want)
     with pytest.raises(Exception, match="tokens"):  # decoding it as plain mode is refused, not misread
         tiny_pool.call("decode_gops", [res[1].chunks[:3]], [11], 64, 48, "argmax")
 

@@ -88,6 +88,7 @@ class GopResult:
     busy_s: float = 0.0  # actor wall time spent on this GOP (its share of reading + encoding)
     actor: str = ""
     extra: dict = field(default_factory=dict)
+    generate: int | None = None  # keyframe mode: frames 1..generate get generated scales (EncodedGop.generate)
 
 
 class _SourceCache:
@@ -212,7 +213,7 @@ class CodecActor:
             t1 = time.perf_counter()
             ref = frames_THWC[f0 - first : f0 - first + n]
             enc = self.codec.encode_gop(ref, scales=scales, frame_scales=frame_scales, gop_index=gi)
-            extra = self._quality(ref, enc.chunks, frame_scales) if quality else {}
+            extra = self._quality(ref, enc.chunks, frame_scales, enc.generate) if quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
                 GopResult(
@@ -226,18 +227,20 @@ class CodecActor:
                     busy_s=busy,
                     actor=self.name,
                     extra=extra,
+                    generate=enc.generate,
                 )
             )
         return out
 
-    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes], frame_scales: int | None = None) -> dict:
+    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes], frame_scales: int | None = None,
+                 generate: int | None = None) -> dict:
         from pipeline import metrics
 
         T, H, W, _ = ref_THWC.shape
         psnr, ssim = [], []
         for k in range(1, len(chunks) + 1):
             dec = self.codec.decode_gop(list(chunks[:k]), n_frames=T, width=W, height=H, predict="argmax",
-                                        frame_scales=frame_scales)
+                                        frame_scales=frame_scales, generate=generate)
             psnr.append(float(metrics.psnr_y(ref_THWC, dec).sum()))
             ssim.append(float(metrics.ms_ssim(ref_THWC, dec).sum()))
         return {"psnr_sum": psnr, "ms_ssim_sum": ssim}
@@ -252,15 +255,17 @@ class CodecActor:
         gop_indices: list[int] | None = None,
         context: str = "",
         frame_scales: int | None = None,
+        generate: list[int | None] | None = None,
     ) -> np.ndarray:
         """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8. `gop_indices` and
-        `context` (e.g. the video id) name the GOP in errors; `frame_scales`: the stream header's (keyframe
-        mode: non-keyframes' scales above it are predicted)."""
+        `context` (e.g. the video id) name the GOP in errors; `frame_scales` and `generate` (per GOP): the
+        stream header's (keyframe mode: non-keyframes' scales above it are predicted, for frames 1..generate)."""
         idx = gop_indices or [None] * len(frame_counts)
+        gens = generate or [None] * len(frame_counts)
         parts = [
             self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict,
-                                  gop_index=g, context=context, frame_scales=frame_scales)
-            for chunks, n, g in zip(chunks_per_gop, frame_counts, idx)
+                                  gop_index=g, context=context, frame_scales=frame_scales, generate=gen)
+            for chunks, n, g, gen in zip(chunks_per_gop, frame_counts, idx, gens)
         ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 

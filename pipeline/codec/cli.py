@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "carries them, the other frames only --frame-scales and the decoder generates the rest")
     e.add_argument("--frame-scales", type=int, default=None,
                    help="keyframe mode: scales coded for non-keyframes (1..keyframe scales)")
+    e.add_argument("--generate", choices=("auto", "all"), default="auto",
+                   help="keyframe mode: auto (default) = the encoder picks per GOP how many frames after the "
+                        "keyframe get generated detail (about one extra decode); all = every frame")
     e.add_argument("--gop", type=int, default=16, help="maximum GOP length in frames (default 16)")
     e.add_argument("--weights", default=None, help="model weights (default: models/progvc.pt)")
     e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
@@ -59,7 +62,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
     _check_scales(a.scales, a.threads)
     codec = Codec.load(a.weights, batch_size=a.batch_size)
     s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet,
-                     mode=a.mode, frame_scales=a.frame_scales)
+                     mode=a.mode, frame_scales=a.frame_scales, generation=a.generate)
     h = s.header
     px = h.width * h.height * h.frame_count
     print(f"{a.output}: {h.frame_count} frames {h.width}x{h.height}, {len(h.gops)} GOPs, {len(s.layer_bytes)} "
@@ -93,8 +96,9 @@ def cmd_info(a: argparse.Namespace) -> int:
     out.write(f"format      v{h.format_version} mode={h.mode}{kf}\n")
     out.write(f"video       {h.width}x{h.height} @ {h.fps_num}/{h.fps_den} fps, {h.frame_count} frames\n")
     out.write(f"scales      {list(h.scales)} (tile {h.tile}); layers present: {s.n_layers}/{h.n_scales}\n")
-    out.write(f"GOPs        {len(h.gops)}: " + ", ".join(f"{g.first_frame}+{g.frame_count}" for g in h.gops[:12])
-              + (" ..." if len(h.gops) > 12 else "") + "\n")
+    gops = [f"{g.first_frame}+{g.frame_count}" + ("" if g.generate is None else f" (gen 1..{g.generate})")
+            for g in h.gops[:12]]
+    out.write(f"GOPs        {len(h.gops)}: " + ", ".join(gops) + (" ..." if len(h.gops) > 12 else "") + "\n")
     out.write(f"header      {s.header_bytes} bytes\n")
     out.write(f"{'layer':>5} {'bytes':>10} {'bpp':>8} {'cum bytes':>10} {'cum bpp':>8}\n")
     cum = s.header_bytes

@@ -42,6 +42,7 @@ from pipeline.errors import StreamError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "progvc.pt"
 PREDICT_MODES = ("argmax", "sample", "none")
+GENERATION_MODES = ("auto", "all")  # keyframe mode: encoder picks the generated prefix, or generate every frame
 
 FrameTokens = list[torch.Tensor]  # per scale: (Hk, Wk) long
 
@@ -54,6 +55,7 @@ class EncodedGop:
     token_counts: list[int]
     checksums: list[int]
     ce_bits: list[float]
+    generate: int | None = None  # keyframe mode: non-keyframes 1..generate get generated scales (None = all)
 
     @property
     def coded_bits(self) -> list[int]:
@@ -83,6 +85,11 @@ def coded_scales(frame: int, n_layers: int, frame_scales: int | None) -> int:
     if frame == 0 or frame_scales is None:
         return n_layers
     return min(n_layers, frame_scales)
+
+
+def best_prefix(gain: np.ndarray) -> int:
+    """The prefix length G in 0..len(gain) with the largest summed gain[:G] (the shortest on ties)."""
+    return int(np.argmax(np.concatenate([[0.0], np.cumsum(gain)])))
 
 
 def tokens_crc(symbols: list[np.ndarray]) -> int:
@@ -209,14 +216,17 @@ class Codec:
 
     def encode_gop(
         self, frames_THWC: np.ndarray, scales: int | None = None, batch_size: int | None = None,
-        frame_scales: int | None = None, gop_index: int = 0,
+        frame_scales: int | None = None, gop_index: int = 0, generation: str = "auto",
     ) -> EncodedGop:
         """Encode one GOP (frame 0 = keyframe): one chunk per scale 1..K (K = scales or N), each tagged with
         `gop_index` (its position in the stream, checked by `.pgv` readers).
 
         Keyframe mode (`frame_scales` = K' < K): frames 1.. are coded at scales 1..K' only, so chunks
-        K'+1..K hold the keyframe's tokens alone (see `coded_scales`).
+        K'+1..K hold the keyframe's tokens alone (see `coded_scales`). `generation="auto"` then also picks
+        how many frames after the keyframe get generated fine scales (`choose_generation`); "all": every one.
         """
+        if generation not in GENERATION_MODES:
+            raise ValueError(f"generation must be one of {GENERATION_MODES}, got {generation!r}")
         x = np.asarray(frames_THWC)
         if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8 or not len(x):
             raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {x.shape} {x.dtype}")
@@ -247,18 +257,39 @@ class Codec:
             chunks.append(pack_chunk(k + 1, cnt, crc, encs[k].finish(), gop_index))
             counts.append(cnt)
             crcs.append(crc)
-        return EncodedGop(chunks, counts, crcs, ce)
+        enc = EncodedGop(chunks, counts, crcs, ce)
+        if generation == "auto" and frame_scales is not None and frame_scales < self.cfg.n_scales and len(x) > 1:
+            enc.generate = self.choose_generation(x, chunks, frame_scales, batch_size)
+        return enc
+
+    def choose_generation(
+        self, frames_THWC: np.ndarray, chunks: list[bytes], frame_scales: int, batch_size: int | None = None,
+    ) -> int:
+        """Keyframe mode, encoder side: G = how many frames after the keyframe should get generated fine
+        scales. Decodes the GOP as a decoder would, with generated scales and without, and returns the
+        prefix length 0..T-1 that minimises the summed squared error against the source (generated detail
+        fades as the content moves away from the keyframe; past that point the coarse scales alone are
+        closer). Costs about one decode."""
+        t, h, w, _ = frames_THWC.shape
+        gen = self.decode_gop_tokens(chunks, t, w, h, "argmax", batch_size=batch_size, frame_scales=frame_scales)
+        n_coded = coded_scales(1, len(chunks), frame_scales)
+        ref = frames_THWC[1:].astype(np.float64)
+        with_gen = self.decode_tokens(gen[1:], w, h).astype(np.float64)
+        without = self.decode_tokens([tk[:n_coded] for tk in gen[1:]], w, h).astype(np.float64)
+        gain = ((without - ref) ** 2).mean(axis=(1, 2, 3)) - ((with_gen - ref) ** 2).mean(axis=(1, 2, 3))
+        return best_prefix(gain)
 
     def decode_gop_tokens(
         self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
-        frame_scales: int | None = None,
+        frame_scales: int | None = None, generate: int | None = None,
     ) -> list[FrameTokens]:
         """Tokens of every frame: scales 1..K from the chunks, K+1..N predicted (unless predict="none").
 
         Frame-major: all K range decoders stay open while the frames are decoded in order. Keyframe mode
         (`frame_scales` = K' as encoded): frames 1.. have min(K, K') coded scales, the rest predicted
-        from their own coarse scales, the previous frame and the keyframe's tokens.
+        from their own coarse scales, the previous frame and the keyframe's tokens — frames 1..`generate`
+        only, when the encoder chose a prefix (the header's GOP entry); the later ones keep their coded scales.
         """
         if predict not in PREDICT_MODES:
             raise ValueError(f"predict must be one of {PREDICT_MODES}, got {predict!r}")
@@ -285,7 +316,8 @@ class Codec:
         syms: list[list[np.ndarray]] = [[] for _ in range(len(chunks))]
         for f in range(n_frames):
             n_coded = coded_scales(f, len(chunks), frame_scales)
-            n_total = self.cfg.n_scales if predict != "none" else n_coded
+            generated = predict != "none" and (f == 0 or generate is None or f <= generate)
+            n_total = self.cfg.n_scales if generated else n_coded
             if n_total == 0:
                 break
             gen = self._scale_tables(grid, n_total, tokens[f - 1] if f else None, tokens[0] if f else None,
@@ -322,11 +354,12 @@ class Codec:
     def decode_gop(
         self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
-        frame_scales: int | None = None,
+        frame_scales: int | None = None, generate: int | None = None,
     ) -> np.ndarray:
-        """Decode one GOP from its first K chunks → (T, H, W, 3) uint8 (`frame_scales`: keyframe mode)."""
+        """Decode one GOP from its first K chunks → (T, H, W, 3) uint8 (`frame_scales`, `generate`: keyframe
+        mode, as the stream header says)."""
         toks = self.decode_gop_tokens(chunks, n_frames, width, height, predict, seed, gop_index, context, batch_size,
-                                      frame_scales)
+                                      frame_scales, generate)
         return self.decode_tokens(toks, width, height)
 
 

@@ -43,11 +43,14 @@ MODES = ("plain", "keyframe")  # keyframe: non-keyframes carry only scales 1..fr
 
 @dataclass(frozen=True)
 class GopEntry:
-    """One GOP: frames [first_frame, first_frame + frame_count); frame 0 of it is its keyframe."""
+    """One GOP: frames [first_frame, first_frame + frame_count); frame 0 of it is its keyframe.
+    `generate` (keyframe mode): frames 1..generate of the GOP get generated fine scales, chosen by the
+    encoder; None = every frame."""
 
     first_frame: int
     frame_count: int
     keyframe: bool = True
+    generate: int | None = None
 
 
 @dataclass
@@ -89,7 +92,8 @@ class StreamHeader:
                 "tile": self.tile,
                 "mode": self.mode,
                 **({"frame_scales": self.frame_scales} if self.frame_scales is not None else {}),
-                "gops": [[g.first_frame, g.frame_count, int(g.keyframe)] for g in self.gops],
+                "gops": [[g.first_frame, g.frame_count, int(g.keyframe)] + ([] if g.generate is None else [g.generate])
+                         for g in self.gops],
             },
             separators=(",", ":"),
         ).encode()
@@ -128,7 +132,8 @@ class StreamHeader:
                 tile=int(d["tile"]),
                 mode=str(d.get("mode", "plain")),
                 frame_scales=None if d.get("frame_scales") is None else int(d["frame_scales"]),
-                gops=[GopEntry(int(a), int(b), bool(c)) for a, b, c in d["gops"]],
+                gops=[GopEntry(int(g[0]), int(g[1]), bool(g[2]), int(g[3]) if len(g) > 3 else None)
+                      for g in d["gops"]],
                 format_version=version,
             )
         except (KeyError, ValueError, TypeError, IndexError) as exc:
@@ -160,6 +165,9 @@ class StreamHeader:
             for i, g in enumerate(self.gops):
                 if g.first_frame != nxt or g.frame_count < 1:
                     bad = f"GOP {i} (first frame {g.first_frame}, {g.frame_count} frames; expected first frame {nxt})"
+                    break
+                if g.generate is not None and (self.mode != "keyframe" or not 0 <= g.generate < g.frame_count):
+                    bad = f"GOP {i} generated prefix {g.generate} ({g.frame_count} frames, mode {self.mode})"
                     break
                 nxt += g.frame_count
             if bad is None and nxt != self.frame_count:

@@ -80,10 +80,12 @@ def encode_video(
     progress: bool = True,
     mode: str = "plain",
     frame_scales: int | None = None,
+    generation: str = "auto",
 ) -> EncodeStats:
     """Encode every frame of `src` (anything PyAV reads) into `out_pgv` with K = scales (default all).
 
-    mode="keyframe": each GOP's keyframe keeps K scales, the other frames `frame_scales` (1..K).
+    mode="keyframe": each GOP's keyframe keeps K scales, the other frames `frame_scales` (1..K);
+    `generation` "auto": the encoder picks per GOP how many frames get generated detail, "all": every one.
     """
     from pipeline import video_io
 
@@ -103,11 +105,12 @@ def encode_video(
             buf = [fr for _, fr in zip(range(g.frame_count), frames)]
             if not buf:
                 break
-            enc = codec.encode_gop(np.stack(buf), scales=scales, frame_scales=frame_scales, gop_index=len(real_gops))
+            enc = codec.encode_gop(np.stack(buf), scales=scales, frame_scales=frame_scales, gop_index=len(real_gops),
+                                   generation=generation)
             chunks.append(enc.chunks)
             for k, b in enumerate(enc.ce_bits):
                 ce[k] += b
-            real_gops.append(GopEntry(n_done, len(buf), True))
+            real_gops.append(GopEntry(n_done, len(buf), True, enc.generate))
             n_done += len(buf)
             bar.update(len(buf))
     header = StreamHeader(
@@ -133,7 +136,8 @@ def iter_decoded(
     with _bar(h.frame_count, f"decode {Path(source).name} K={k}", progress) as bar:
         for g, gop in enumerate(h.gops):
             frames = codec.decode_gop(stream.gop_chunks(g, k), gop.frame_count, h.width, h.height, predict=predict,
-                                      seed=seed + g, gop_index=g, context=source, frame_scales=h.frame_scales)
+                                      seed=seed + g, gop_index=g, context=source, frame_scales=h.frame_scales,
+                                      generate=gop.generate)
             yield from frames
             bar.update(gop.frame_count)
 

@@ -183,17 +183,20 @@ def _encode_gops(
     frame_scales: int | None,
     progress: ProgressFn | None,
 ) -> dict:
-    """Every GOP encoded once (cached): {"chunks": packed [gop][scale], "ce_bits": [gop][scale], "encode_s"}."""
+    """Every GOP encoded once (cached): {"chunks": packed [gop][scale], "ce_bits": [gop][scale], "generate":
+    [gop], "encode_s"}."""
     enc = cache.get("progvc", key)
     if enc is None:
         if progress:
             what = "" if frame_scales is None else f" keyframe mode, frame scales {frame_scales}"
             progress(f"{clip}: ProGVC encode{what} ({len(spans)} GOP)")
         t0 = time.perf_counter()
-        gops = [codec.encode_gop(frames_THWC[s : s + n], frame_scales=frame_scales) for s, n in spans]
+        gops = [codec.encode_gop(frames_THWC[s : s + n], frame_scales=frame_scales, gop_index=i)
+                for i, (s, n) in enumerate(spans)]
         enc = {
             "chunks": pack_chunks([g.chunks for g in gops]),
             "ce_bits": [list(map(float, g.ce_bits)) for g in gops],
+            "generate": [g.generate for g in gops],  # keyframe mode: the encoder's generated prefix per GOP
             "encode_s": time.perf_counter() - t0,
         }
         cache.put("progvc", key, enc)
@@ -218,12 +221,14 @@ def _progvc_point(
     and measure them."""
     T, H, W, _ = frames_THWC.shape
     chunks = unpack_chunks(enc["chunks"])
+    generate = enc.get("generate") or [None] * len(chunks)
     t0 = time.perf_counter()
     dec = [
         codec.decode_gop(
-            c[:n_chunks], n, W, H, predict=predict, gop_index=g, context=clip, frame_scales=frame_scales
+            c[:n_chunks], n, W, H, predict=predict, gop_index=g, context=clip, frame_scales=frame_scales,
+            generate=gen,
         )
-        for g, ((_, n), c) in enumerate(zip(spans, chunks))
+        for g, ((_, n), c, gen) in enumerate(zip(spans, chunks, generate))
     ]
     decode_s = time.perf_counter() - t0
     bits = 8 * sum(len(ch) for c in chunks for ch in c[:n_chunks])
