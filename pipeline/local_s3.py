@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class SeaweedServer:
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".weed.log")
         self.proc: subprocess.Popen | None = None
+        self._lock = threading.RLock()  # start/kill/stop from several threads never run two servers
 
     def __repr__(self) -> str:  # never show the secret
         return f"SeaweedServer(endpoint={self.endpoint!r}, data_dir={str(self.data_dir)!r})"
@@ -98,29 +100,30 @@ class SeaweedServer:
         """Start `weed mini` and wait until S3 works. `detach=True` leaves the server running after this
         Python process exits (the caller stops it, e.g. by killing its process group `self.proc.pid`);
         otherwise it is killed at exit so no server outlives a test run."""
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        cmd = [
-            weed_binary(),
-            "mini",
-            f"-dir={self.data_dir}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-admin.ui=false",
-            "-webdav=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-s3.autoCreateBucket=false",  # behave like AWS: a PUT into a missing bucket fails
-            "-master.telemetry=false",
-            *(f"-{flag}={port}" for flag, port in self.ports.items()),
-        ]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        if not detach:
-            atexit.register(self.kill)  # never leave a server behind if the test process dies early
-        self._wait_ready(timeout_s)
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is None:
+                return
+            cmd = [
+                weed_binary(),
+                "mini",
+                f"-dir={self.data_dir}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-s3.autoCreateBucket=false",  # behave like AWS: a PUT into a missing bucket fails
+                "-master.telemetry=false",
+                *(f"-{flag}={port}" for flag, port in self.ports.items()),
+            ]
+            env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+            if not detach:
+                atexit.register(self.kill)  # never leave a server behind if the test process dies early
+            self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Block until S3 accepts a PUT + GET + DELETE (volumes must be writable, not just the port open)."""
@@ -156,20 +159,22 @@ class SeaweedServer:
 
     def kill(self) -> None:
         """SIGKILL the server (a crash): nothing is flushed or shut down cleanly."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            self.proc = None
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM and wait; SIGKILL if it does not exit in `timeout_s`."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+            self.proc = None
 
     def make_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)

@@ -320,8 +320,8 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     finally:
         stop_group(worker)
         wlog.close()
-    client_errs = "".join(f"--- {p.name}\n" + p.read_text(errors="replace")[:3000]
-                          for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server_*.err"))
+    client_errs = "".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
+                          for p in sorted((ray_tmp / "session_latest" / "logs").glob("ray_client_server*")))
     assert state["type"] == "COMPLETED", (
         f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}\nRay client server logs:\n{client_errs}")
     ids, manifests = archived_video_ids(s3_server, bucket, "archive")

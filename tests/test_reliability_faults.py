@@ -81,11 +81,17 @@ def test_s3_server_killed_and_restarted_mid_job(fresh_s3_server, monkeypatch, tm
         events["restarted"] = time.monotonic()
         restarted.set()
 
+    inject = threading.Lock()  # uploads run in several threads: exactly one of them kills the server
+
     def put_then_crash(self, key, data):  # picks the moment only; the server really dies
-        if "killed" not in events and key.endswith("layer-2.bin"):
-            server.kill()
-            events["killed"] = time.monotonic()
-            threading.Thread(target=restart_later, daemon=True).start()
+        if key.endswith("layer-2.bin"):
+            with inject:
+                first = "killed" not in events
+                if first:
+                    server.kill()
+                    events["killed"] = time.monotonic()
+            if first:
+                threading.Thread(target=restart_later, daemon=True).start()
         return real_put(self, key, data)
 
     monkeypatch.setattr(S3Store, "put", put_then_crash)

@@ -147,3 +147,41 @@ def test_actor_killed_mid_task_is_restarted_and_retried(tiny_pool, clip):
     assert new_pid != pid  # it really died and came back
     again = ray.get(actor.encode_unit.remote(clip, unit))
     assert [r.chunks for r in again] == [r.chunks for r in results]  # same bytes after the restart
+
+
+def test_ray_client_init_failure_is_retried_then_named(monkeypatch):
+    """A `ray://` cluster whose client server fails to start is tried again (a fresh server each time);
+    when every try fails the error names the address and says where to look. A plain timeout is not
+    retried."""
+    import ray
+
+    from pipeline.errors import ProGVCError
+    from workers.pool import ensure_ray
+
+    calls: list[str] = []
+
+    def init(address=None, **kw):
+        calls.append(address)
+        if len(calls) < 3:
+            raise ConnectionAbortedError("Initialization failure from server:\nStarting Ray client server failed.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "init", init)
+    ensure_ray("ray://head:10001", client_attempts=3, client_backoff_s=0)
+    assert calls == ["ray://head:10001"] * 3
+
+    calls.clear()
+    with pytest.raises(ProGVCError, match=r"ray://head:10001 \(try 2 of 2\).*client server failed.*ray_client_server"):
+        ensure_ray("ray://head:10001", client_attempts=2, client_backoff_s=0)
+    assert len(calls) == 2
+
+    def timeout(address=None, **kw):
+        calls.append(address)
+        raise ConnectionError("ray client connection timeout")
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", timeout)
+    with pytest.raises(ProGVCError, match=r"try 1 of 3.*connection timeout"):
+        ensure_ray("ray://head:10001", client_attempts=3, client_backoff_s=0)
+    assert len(calls) == 1

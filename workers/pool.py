@@ -9,13 +9,17 @@ restarted by Ray (`max_restarts`) and its calls are retried (`max_task_retries`)
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ProGVCError
+
+logger = logging.getLogger(__name__)
 
 FORWARDED_ENV = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
@@ -35,18 +39,42 @@ def local_s3_env() -> dict[str, str] | None:
     return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} or None
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to (or start) Ray once per process."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, client_attempts: int = 3,
+               client_backoff_s: float = 5.0) -> None:
+    """Connect to (or start) Ray once per process.
+
+    A Ray client address (`ray://host:port`) is tried up to `client_attempts` times, waiting
+    `client_backoff_s` × attempt seconds between tries: the cluster's client proxy starts a server
+    process per session, and that start can fail transiently on a loaded head node ("Starting Ray
+    client server failed"); the next try gets a fresh server on another port."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
+    if not address:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return
+    attempts = max(1, client_attempts) if address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, log_to_driver=True)
+            return
+        except ConnectionError as exc:
+            ray.shutdown()
+            # only the server's "initialization failure" is worth another try; a timeout (nothing answers
+            # at that address) would only time out again
+            if attempt == attempts or not isinstance(exc, ConnectionAbortedError):
+                raise ProGVCError(
+                    f"could not connect to the Ray cluster at {address} (try {attempt} of {attempts}): "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}. Check that the "
+                    "head node runs (`ray status` there) and its ray_client_server*.err logs "
+                    "(/tmp/ray/session_latest/logs)") from exc
+            wait_s = client_backoff_s * attempt
+            logger.warning("Ray client connection to %s failed (try %d of %d, retrying in %.0f s): %s",
+                           address, attempt, attempts, wait_s, str(exc).strip().splitlines()[-1:])
+            time.sleep(wait_s)
 
 
 @dataclass(frozen=True)
