@@ -78,3 +78,18 @@ def test_missing_file_and_range(tmp_path):
     write_video(out, _ramp(3, 16, 16), 25)
     with pytest.raises(VideoError, match="has 3 frames"):
         read_frames(out, 5, 1)
+
+
+def test_training_reader_sees_what_encoding_sees(tmp_path):
+    """pipeline.codec.data.read_video (the training reader) gives the frames video_io gives the encoder
+    (same colour conversion), every `step`-th, and fits `max_side` with even sides."""
+    from pipeline.codec.data import read_video
+
+    out = tmp_path / "train.mp4"
+    write_video(out, _ramp(10, 90, 160), 25)
+    whole = read_frames(out)
+    assert np.array_equal(read_video(out, 48), whole)
+    assert np.array_equal(read_video(out, 3, step=4), whole[[0, 4, 8]])
+    small = read_video(out, 2, max_side=101)
+    assert small.shape == (2, 56, 100, 3)
+    assert np.abs(small.astype(np.float64).mean() - whole[:2].mean()) < 2.0

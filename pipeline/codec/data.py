@@ -19,26 +19,34 @@ EXCLUDED_SOURCES = (
 )
 
 
-def _read_video(path: Path, max_frames: int, step: int = 1, max_side: int = 0) -> np.ndarray:
-    import av
+def read_video(path: Path, max_frames: int, step: int = 1, max_side: int = 0) -> np.ndarray:
+    """Every `step`-th frame of `path`, at most `max_frames`, as (T, H, W, 3) uint8 RGB.
+
+    Frames come from `video_io.iter_frames`, so training sees the colour conversion (source matrix and
+    range, rotation) that encoding sees. With `max_side`, frames whose longer side exceeds it are
+    resized (bicubic) to fit, with even sides."""
+    from PIL import Image
+
+    from pipeline.video_io import iter_frames
 
     frames = []
-    with av.open(str(path)) as c:
-        for i, fr in enumerate(c.decode(video=0)):
-            if i % step:
-                continue
-            if max_side and max(fr.width, fr.height) > max_side:
-                s = max_side / max(fr.width, fr.height)
-                fr = fr.reformat(width=int(fr.width * s) // 2 * 2, height=int(fr.height * s) // 2 * 2)
-            frames.append(fr.to_ndarray(format="rgb24"))
-            if len(frames) >= max_frames:
-                break
+    for i, rgb in enumerate(iter_frames(path)):
+        if i % step:
+            continue
+        h, w = rgb.shape[:2]
+        if max_side and max(w, h) > max_side:
+            s = max_side / max(w, h)
+            size = (max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        frames.append(rgb)
+        if len(frames) >= max_frames:
+            break
     return np.stack(frames)
 
 
 def train_clips() -> list[np.ndarray]:
     """Every clips/train video as (T, H, W, 3) uint8 (consecutive frames, for the context model)."""
-    return [_read_video(p, 48) for p in sorted((DATA / "clips" / "train").glob("*.y4m"))]
+    return [read_video(p, 48) for p in sorted((DATA / "clips" / "train").glob("*.y4m"))]
 
 
 def train_images() -> list[np.ndarray]:
@@ -55,7 +63,7 @@ def source_frames(max_frames: int = 24, max_side: int = 640) -> list[np.ndarray]
         if p.suffix.lower() not in (".mp4", ".webm", ".264", ".y4m") or any(x in str(p) for x in EXCLUDED_SOURCES):
             continue
         try:
-            out.extend(_read_video(p, max_frames, step=7, max_side=max_side))
+            out.extend(read_video(p, max_frames, step=7, max_side=max_side))
         except Exception:  # noqa: BLE001 - an unreadable source just does not contribute
             continue
     return out

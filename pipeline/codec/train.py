@@ -34,10 +34,43 @@ def _log(out: Path, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def _save(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+class _Checkpoint:
+    """A stage's resumable `ckpt.pt`: the trained module and its optimizer, the step and the wall time
+    spent over all runs (s). Written atomically (tmp + rename) at most every `every_s` seconds and at
+    the end, so a killed run resumes from its last save."""
+
+    def __init__(self, path: Path, module: torch.nn.Module, opt: torch.optim.Optimizer, config: dict,
+                 every_s: float):
+        self.path, self.module, self.opt, self.config, self.every_s = path, module, opt, config, every_s
+        self.step, self.wall_before = 0, 0.0
+        if path.exists():
+            s = torch.load(path, weights_only=False)
+            module.load_state_dict(s["model"])
+            opt.load_state_dict(s["opt"])
+            self.step, self.wall_before = s["step"], s["wall"]
+            print(f"resumed {path} at step {self.step}", flush=True)
+        self.t_start = self.last_save = time.time()
+
+    def run_minutes(self) -> float:
+        """Minutes this run has trained (the --minutes budget)."""
+        return (time.time() - self.t_start) / 60
+
+    def wall_min(self) -> float:
+        """Minutes over all runs, for the log."""
+        return round((self.wall_before + time.time() - self.t_start) / 60, 1)
+
+    def save(self, step: int, final: bool = False) -> None:
+        """Write the checkpoint when `every_s` has passed since the last write, or when `final`."""
+        self.step = step
+        if not final and time.time() - self.last_save <= self.every_s:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": self.module.state_dict(), "opt": self.opt.state_dict(), "step": step,
+                    "wall": self.wall_before + time.time() - self.t_start, "config": self.config}, tmp)
+        tmp.replace(self.path)
+        self.last_save = time.time()
+        if final:
+            print(f"saved {self.path} at step {step}", flush=True)
 
 
 def _batch(pool: list[np.ndarray], n: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -131,23 +164,17 @@ def train_tokenizer(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ck = out / "ckpt.pt"
     cfg = CodecConfig()
     tok = Tokenizer(cfg)
     opt = torch.optim.AdamW(tok.parameters(), lr=a.lr, weight_decay=0.0)
-    step, wall = 0, 0.0
     usage = torch.zeros(cfg.codebook_size)
-    if ck.exists():
-        s = torch.load(ck, weights_only=False)
-        tok.load_state_dict(s["model"])
-        opt.load_state_dict(s["opt"])
-        step, wall = s["step"], s["wall"]
-        print(f"resumed {ck} at step {step}")
     t0 = time.time()
     pool: list[np.ndarray] = train_clips() + train_images()
     if a.sources:
         pool += source_frames()
     print(f"data: {len(pool)} items, loaded in {time.time() - t0:.0f}s", flush=True)
+    ck = _Checkpoint(out / "ckpt.pt", tok, opt, cfg.to_dict(), a.save_every)
+    step = ck.step
     rng = np.random.default_rng(step + 1)
     if step == 0 and a.pca:
         _pca_init(tok, pool, rng)
@@ -155,10 +182,9 @@ def train_tokenizer(a: argparse.Namespace) -> None:
             xx = _batch(pool, 8, a.crop, rng)
             mse = F.mse_loss(tok.decoder(tok.encoder(xx)).clamp(0, 1), xx).item()
         print(f"PCA init: linear autoencoder PSNR {-10 * np.log10(mse):.2f} dB", flush=True)
-    t_start, last_save = time.time(), time.time()
     n = cfg.n_scales
     while True:
-        if (time.time() - t_start) / 60 > a.minutes or step >= a.steps:
+        if ck.run_minutes() > a.minutes or step >= a.steps:
             break
         x = _batch(pool, a.batch, a.crop, rng)
         if step == a.ae_steps:
@@ -196,14 +222,9 @@ def train_tokenizer(a: argparse.Namespace) -> None:
                 mse = F.mse_loss(x_hat.clamp(0, 1), x).item()
             _log(out, {"stage": "tokenizer", "step": step, "loss": round(loss.item(), 5),
                        "vq": round(float(vq), 5), "K": n_used, "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
-                       "used": int((usage > 0.03).sum()), "wall_min": round((wall + time.time() - t_start) / 60, 1)})
-        if time.time() - last_save > a.save_every:
-            _save(ck, {"model": tok.state_dict(), "opt": opt.state_dict(), "step": step,
-                       "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
-            last_save = time.time()
-    _save(ck, {"model": tok.state_dict(), "opt": opt.state_dict(), "step": step,
-               "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
-    print(f"saved {ck} at step {step}")
+                       "used": int((usage > 0.03).sum()), "wall_min": ck.wall_min()})
+        ck.save(step)
+    ck.save(step, final=True)
 
 
 def train_decoder(a: argparse.Namespace) -> None:
@@ -214,7 +235,6 @@ def train_decoder(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ck = out / "ckpt.pt"
     ts = torch.load(a.tokenizer, weights_only=False)
     cfg = CodecConfig.from_dict(ts["config"])
     tok = Tokenizer(cfg)
@@ -222,22 +242,12 @@ def train_decoder(a: argparse.Namespace) -> None:
     tok.encoder.requires_grad_(False)
     tok.quant.requires_grad_(False)
     opt = torch.optim.AdamW(tok.decoder.parameters(), lr=a.lr)
-    step, wall = 0, 0.0
-    if ck.exists():
-        s = torch.load(ck, weights_only=False)
-        tok.decoder.load_state_dict(s["model"])
-        opt.load_state_dict(s["opt"])
-        step, wall = s["step"], s["wall"]
     pool: list[np.ndarray] = train_clips() + train_images() + source_frames()
+    ck = _Checkpoint(out / "ckpt.pt", tok.decoder, opt, cfg.to_dict(), a.save_every)
+    step = ck.step
     rng = np.random.default_rng(step + 7)
     n = cfg.n_scales
-    t_start, last_save = time.time(), time.time()
-
-    def save() -> None:
-        _save(ck, {"model": tok.decoder.state_dict(), "opt": opt.state_dict(), "step": step,
-                   "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
-
-    while (time.time() - t_start) / 60 < a.minutes and step < a.steps:
+    while ck.run_minutes() < a.minutes and step < a.steps:
         x = _batch(pool, a.batch, a.crop, rng)
         n_used = int(rng.integers(1, n + 1)) if rng.random() < a.qdrop else n
         with torch.no_grad():
@@ -253,12 +263,9 @@ def train_decoder(a: argparse.Namespace) -> None:
             mse = F.mse_loss(x_hat.detach().clamp(0, 1), x).item()
             _log(out, {"stage": "decoder", "step": step, "K": n_used, "loss": round(loss.item(), 5),
                        "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
-                       "wall_min": round((wall + time.time() - t_start) / 60, 1)})
-        if time.time() - last_save > a.save_every:
-            save()
-            last_save = time.time()
-    save()
-    print(f"saved {ck} at step {step}")
+                       "wall_min": ck.wall_min()})
+        ck.save(step)
+    ck.save(step, final=True)
 
 
 def _tokenize_clips(tok: Tokenizer, max_clips: int = 0, max_frames: int = 0) -> list[list[list[torch.Tensor]]]:
@@ -282,7 +289,6 @@ def train_context(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ck = out / "ckpt.pt"
     ts = torch.load(a.tokenizer, weights_only=False)
     cfg = replace(CodecConfig.from_dict(ts["config"]), ctx_dim=a.dim, ctx_layers=a.layers, ctx_heads=a.heads,
                   ctx_mlp=a.mlp)
@@ -291,13 +297,6 @@ def train_context(a: argparse.Namespace) -> None:
     tok.eval().requires_grad_(False)
     ctx = ContextModel(cfg)
     opt = torch.optim.AdamW(ctx.parameters(), lr=a.lr, weight_decay=0.01)
-    step, wall = 0, 0.0
-    if ck.exists():
-        s = torch.load(ck, weights_only=False)
-        ctx.load_state_dict(s["model"])
-        opt.load_state_dict(s["opt"])
-        step, wall = s["step"], s["wall"]
-        print(f"resumed {ck} at step {step}")
     cache = out / "tokens.pt"
     t0 = time.time()
     if cache.exists():
@@ -306,6 +305,12 @@ def train_context(a: argparse.Namespace) -> None:
         clips = _tokenize_clips(tok, a.max_clips, a.max_frames)
         torch.save(clips, cache)
     print(f"tokenized {len(clips)} clips in {time.time() - t0:.0f}s", flush=True)
+    clips = [c for c in clips if min(c[0][-1].shape) >= cfg.tile]  # trains on full tiles only
+    if not clips:
+        raise SystemExit(f"no train clip is large enough for one full {cfg.tile}x{cfg.tile}-token tile "
+                         f"(frames of at least {cfg.tile * cfg.stride} px a side)")
+    ck = _Checkpoint(out / "ckpt.pt", ctx, opt, cfg.to_dict(), a.save_every)
+    step = ck.step
     # full-size tiles only (batchable), with (clip, frame, tile) addressing
     h0, w0 = clips[0][0][-1].shape
     rng = np.random.default_rng(step + 1)
@@ -317,8 +322,7 @@ def train_context(a: argparse.Namespace) -> None:
 
     sizes = [(s, s) for s in cfg.scales]
     none = cfg.codebook_size
-    t_start, last_save = time.time(), time.time()
-    while (time.time() - t_start) / 60 < a.minutes and step < a.steps:
+    while ck.run_minutes() < a.minutes and step < a.steps:
         cur, prev, key = [[] for _ in sizes], [[] for _ in sizes], [[] for _ in sizes]
         has_prev = []
         for _ in range(a.batch):
@@ -368,14 +372,9 @@ def train_context(a: argparse.Namespace) -> None:
             _log(out, {"stage": "context", "step": step, "bits_per_token": round(ce_b.mean().item(), 3),
                        "bits_intra": round(ce_b[~hp].mean().item(), 3) if (~hp).any() else None,
                        "bits_inter": round(ce_b[hp].mean().item(), 3) if hp.any() else None,
-                       "per_scale": per, "wall_min": round((wall + time.time() - t_start) / 60, 1)})
-        if time.time() - last_save > a.save_every:
-            _save(ck, {"model": ctx.state_dict(), "opt": opt.state_dict(), "step": step,
-                       "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
-            last_save = time.time()
-    _save(ck, {"model": ctx.state_dict(), "opt": opt.state_dict(), "step": step,
-               "wall": wall + time.time() - t_start, "config": cfg.to_dict()})
-    print(f"saved {ck} at step {step}")
+                       "per_scale": per, "wall_min": ck.wall_min()})
+        ck.save(step)
+    ck.save(step, final=True)
 
 
 def export(a: argparse.Namespace) -> None:
