@@ -12,6 +12,8 @@
 | `scales` | `PROGVC_SCALES` (0 = all) | `--scales` | 0 |
 | `max_gop` | `PROGVC_GOP` | `--gop` | 16 |
 
+S3 retries and timeouts (`PROGVC_S3_MAX_ATTEMPTS`, `PROGVC_S3_RETRY_MODE`, `PROGVC_S3_CONNECT_TIMEOUT`,
+`PROGVC_S3_READ_TIMEOUT`) are read by every store itself: `pipeline.store.StoreConfig.from_env`.
 Credentials are never settings: boto3 reads them from the standard AWS environment/config/IAM role.
 This module imports neither Ray nor Prefect; `apply_environment` must run before importing them.
 """

@@ -10,7 +10,8 @@ Keys are `/`-separated paths relative to the store's root (the URI's prefix). Ev
 
 S3: endpoint, region and credentials come from the standard AWS settings (env vars, ~/.aws, profiles,
 `AWS_ENDPOINT_URL`); `s3_endpoint` overrides the endpoint. Retries use botocore's own retry modes
-(`standard` by default) with the attempts/timeouts of `StoreConfig`. Objects of `multipart_threshold` bytes
+(`standard` by default) with the attempts/timeouts of `StoreConfig` (defaults, or the environment's
+`PROGVC_S3_*` settings: `StoreConfig.from_env`). Objects of `multipart_threshold` bytes
 or more are uploaded in parts through boto3's managed transfer. Uploads send a CRC32 checksum that the
 server checks (when it supports checksums) and that `head` reports back for verification.
 
@@ -30,7 +31,7 @@ import threading
 import uuid
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -38,6 +39,7 @@ from urllib.parse import urlparse
 from pipeline.errors import NotFoundError, StoreError
 
 _TMP_SUFFIX = ".progvc-tmp"
+RETRY_MODES = ("standard", "adaptive", "legacy")  # botocore's retry modes
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,34 @@ class StoreConfig:
     read_timeout: float = 60.0
     max_pool_connections: int = 16
     checksums: bool = True  # send CRC32 with uploads and ask for it on head
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StoreConfig:
+        """Defaults, with the retry and timeout settings of the environment (unset ones keep theirs):
+        `PROGVC_S3_MAX_ATTEMPTS` (else botocore's `AWS_MAX_ATTEMPTS`), `PROGVC_S3_RETRY_MODE` (else
+        `AWS_RETRY_MODE`), `PROGVC_S3_CONNECT_TIMEOUT` and `PROGVC_S3_READ_TIMEOUT` (seconds)."""
+        env = os.environ if env is None else env
+        kw: dict[str, object] = {}
+        for field_, names, kind in (
+            ("max_attempts", ("PROGVC_S3_MAX_ATTEMPTS", "AWS_MAX_ATTEMPTS"), int),
+            ("retry_mode", ("PROGVC_S3_RETRY_MODE", "AWS_RETRY_MODE"), str),
+            ("connect_timeout", ("PROGVC_S3_CONNECT_TIMEOUT",), float),
+            ("read_timeout", ("PROGVC_S3_READ_TIMEOUT",), float),
+        ):
+            name = next((n for n in names if env.get(n)), None)
+            if name is None:
+                continue
+            try:
+                value = kind(env[name])
+            except ValueError as exc:
+                raise ValueError(f"{name}={env[name]!r}: must be {'a number' if kind is float else 'an integer'}"
+                                 ) from exc
+            if kind is not str and value <= 0:
+                raise ValueError(f"{name}={env[name]!r}: must be > 0")
+            if kind is str and value not in RETRY_MODES:
+                raise ValueError(f"{name}={value!r}: use one of {', '.join(RETRY_MODES)}")
+            kw[field_] = value
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -186,7 +216,7 @@ class LocalStore(Store):
         super().__init__()
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
-        self.config = config or StoreConfig()
+        self.config = config or StoreConfig.from_env()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -329,7 +359,7 @@ class S3Store(Store):
             raise StoreError(f"not an S3 URI: {uri!r}; use s3://bucket/prefix")
         self.prefix = path.strip("/")
         self.uri = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
-        self.config = config or StoreConfig()
+        self.config = config or StoreConfig.from_env()
         cfg = self.config
         try:
             session = boto3.session.Session(profile_name=profile)
@@ -403,8 +433,9 @@ class S3Store(Store):
             return StoreError(f"no usable AWS credentials to {action} {where}: set AWS_ACCESS_KEY_ID and "
                               f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws/credentials")
         if isinstance(e, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError)):
+            n = self.config.max_attempts
             return StoreError(f"cannot reach the S3 endpoint {self.endpoint} to {action} {where} after "
-                              f"{self.config.max_attempts} attempts ({type(e).__name__}); is the server running? "
+                              f"{n} attempt{'s' * (n != 1)} ({type(e).__name__}); is the server running? "
                               f"Set --s3-endpoint / AWS_ENDPOINT_URL to the right address")
         return StoreError(f"S3 error while trying to {action} {where} at {self.endpoint}: "
                           f"{type(e).__name__}: {e}")

@@ -152,3 +152,26 @@ def test_arrow_filesystem_reads_objects(any_store):
     any_store.put("manifests/j/part-1.parquet", sink.getvalue().to_pybytes())
     fs, base = any_store.arrow_filesystem()
     assert pq.read_table(f"{base}/manifests/j/part-1.parquet", filesystem=fs).column("a").to_pylist() == [1, 2, 3]
+
+
+def test_store_config_from_env(monkeypatch):
+    """Retry/timeout settings of the environment reach every store opened without an explicit config
+    (flows, actors); bad values are named."""
+    assert StoreConfig.from_env({}) == StoreConfig()
+    cfg = StoreConfig.from_env({"PROGVC_S3_MAX_ATTEMPTS": "2", "AWS_MAX_ATTEMPTS": "9", "AWS_RETRY_MODE": "adaptive",
+                                "PROGVC_S3_CONNECT_TIMEOUT": "1.5", "PROGVC_S3_READ_TIMEOUT": "7"})
+    assert (cfg.max_attempts, cfg.retry_mode, cfg.connect_timeout, cfg.read_timeout) == (2, "adaptive", 1.5, 7.0)
+    for env, name in (({"PROGVC_S3_READ_TIMEOUT": "soon"}, "PROGVC_S3_READ_TIMEOUT"),
+                      ({"AWS_MAX_ATTEMPTS": "0"}, "AWS_MAX_ATTEMPTS"),
+                      ({"PROGVC_S3_RETRY_MODE": "eager"}, "PROGVC_S3_RETRY_MODE")):
+        with pytest.raises(ValueError, match=name):
+            StoreConfig.from_env(env)
+    monkeypatch.setenv("PROGVC_S3_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("PROGVC_S3_CONNECT_TIMEOUT", "0.5")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "progvc-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    dead = open_store("s3://b/x", s3_endpoint="http://127.0.0.1:9")
+    assert (dead.config.max_attempts, dead.config.connect_timeout) == (1, 0.5)
+    assert dead.client.meta.config.connect_timeout == 0.5
+    with pytest.raises(StoreError, match=r"cannot reach the S3 endpoint http://127.0.0.1:9.* after 1 attempt \("):
+        dead.get("k")
