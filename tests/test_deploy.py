@@ -257,8 +257,24 @@ def test_compress_flow_on_external_ray(external_ray, prefect_server, s3_server, 
     assert ids == {v["video_id"] for v in report["committed"]} and manifests
 
 
+def api_call(method: str, url: str, attempts: int = 6, **kw) -> httpx.Response:
+    """One Prefect REST call, retried like Prefect's own client does: the server answers 503 for errors a
+    client may retry (SQLite "database is locked" while a worker and the scheduler write; seen in CI)."""
+    for i in range(attempts):
+        try:
+            resp = httpx.request(method, url, timeout=10, **kw)
+        except httpx.TransportError:
+            if i == attempts - 1:
+                raise
+        else:
+            if resp.status_code != 503 or i == attempts - 1:
+                return resp
+        time.sleep(0.5 * 2**i)
+    raise AssertionError("unreachable")
+
+
 def _flow_run_state(api: str, run_id: str) -> dict:
-    return httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
+    return api_call("GET", f"{api}/flow_runs/{run_id}").json()["state"]
 
 
 @pytest.mark.timeout(600)
@@ -280,7 +296,7 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
         # online workers sending offset/limit = null, which its own server rejects (422), so it exits 1.
         # Tolerate exactly that; anything else fails. The API checks below prove the deployment exists.
         assert "successfully created" in out and "workers/filter" in out and "422" in out, out[-4000:]
-    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=10).json()
+    deployments = api_call("POST", f"{prefect_server}/deployments/filter", json={}).json()
     d = next(x for x in deployments if x["name"] == dep["name"])
     assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
     assert any(s["schedule"].get("cron") for s in d["schedules"]), "deployed without its cron schedule"
@@ -291,8 +307,8 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     bucket = new_bucket(s3_server)
     sources = upload_sources(s3_server, bucket)
     params = {"sources": [f"s3://{bucket}/raw/"], "dest": f"s3://{bucket}/archive", "weights": TINY_MODEL}
-    created = httpx.post(f"{prefect_server}/deployments/{d['id']}/create_flow_run",
-                         json={"parameters": params}, timeout=10)
+    created = api_call("POST", f"{prefect_server}/deployments/{d['id']}/create_flow_run",
+                       json={"parameters": params})
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
 
