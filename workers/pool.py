@@ -49,8 +49,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, client_a
     `client_backoff_s` × attempt seconds between tries: the cluster's client proxy forks a server
     process per session, and that child can die at once ("Starting Ray client server failed", empty
     ray_client_server_<port>.err; the proxy's own log shows gRPC's `Check failed: next_worker->state ==
-    KICKED`): a gRPC fork race in Ray's proxier, ray-project/ray#63202, seen here under load in about
-    half the deploy-test runs. The next try gets a fresh server on another port."""
+    KICKED`): a gRPC fork race in Ray's proxier, ray-project/ray#63202, seen here in 2 of the 3
+    deploy-test runs whose logs were kept. The next try gets a fresh server on another port."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
