@@ -86,12 +86,10 @@ def test_s3_server_killed_and_restarted_mid_job(fresh_s3_server, monkeypatch, tm
     def put_then_crash(self, key, data):  # picks the moment only; the server really dies
         if key.endswith("layer-2.bin"):
             with inject:
-                first = "killed" not in events
-                if first:
+                if "killed" not in events:
                     server.kill()
                     events["killed"] = time.monotonic()
-            if first:
-                threading.Thread(target=restart_later, daemon=True).start()
+                    threading.Thread(target=restart_later, daemon=True).start()
         return real_put(self, key, data)
 
     monkeypatch.setattr(S3Store, "put", put_then_crash)

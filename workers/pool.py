@@ -67,17 +67,17 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, client_a
             return
         except ConnectionError as exc:
             ray.shutdown()
+            reason = (str(exc).strip().splitlines() or [repr(exc)])[-1]
             # only the server's "initialization failure" is worth another try; a timeout (nothing answers
             # at that address) would only time out again
             if attempt == attempts or not isinstance(exc, ConnectionAbortedError):
                 raise ProGVCError(
-                    f"could not connect to the Ray cluster at {address} (try {attempt} of {attempts}): "
-                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}. Check that the "
-                    "head node runs (`ray status` there) and its ray_client_server*.err logs "
+                    f"could not connect to the Ray cluster at {address} (try {attempt} of {attempts}): {reason}. "
+                    "Check that the head node runs (`ray status` there) and its ray_client_server*.err logs "
                     "(/tmp/ray/session_latest/logs)") from exc
             wait_s = client_backoff_s * attempt
             logger.warning("Ray client connection to %s failed (try %d of %d, retrying in %.0f s): %s",
-                           address, attempt, attempts, wait_s, str(exc).strip().splitlines()[-1:])
+                           address, attempt, attempts, wait_s, reason)
             time.sleep(wait_s)
 
 

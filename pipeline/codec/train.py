@@ -42,7 +42,7 @@ class _Checkpoint:
     def __init__(self, path: Path, module: torch.nn.Module, opt: torch.optim.Optimizer, config: dict,
                  every_s: float):
         self.path, self.module, self.opt, self.config, self.every_s = path, module, opt, config, every_s
-        self.step, self.wall_before = 0, 0.0
+        self.step, self.wall_before = 0, 0.0  # where this run starts (resumed from the file, if any)
         if path.exists():
             s = torch.load(path, weights_only=False)
             module.load_state_dict(s["model"])
@@ -61,7 +61,6 @@ class _Checkpoint:
 
     def save(self, step: int, final: bool = False) -> None:
         """Write the checkpoint when `every_s` has passed since the last write, or when `final`."""
-        self.step = step
         if not final and time.time() - self.last_save <= self.every_s:
             return
         tmp = self.path.with_suffix(".tmp")
