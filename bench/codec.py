@@ -19,8 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.codec import Codec  # noqa: E402
-from pipeline.codec.container import CHUNK_HEADER_BYTES, GopEntry, StreamHeader  # noqa: E402
 from pipeline.metrics import ms_ssim, psnr_rgb, psnr_y  # noqa: E402
+from pipeline.pgv import CHUNK_HEADER_BYTES, GopEntry, PgvStream  # noqa: E402
+from pipeline.stream import build_header, iter_decoded  # noqa: E402
 
 DEV = Path("/work/shared/data/clips/dev")
 
@@ -35,7 +36,8 @@ def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool)
     t0 = time.perf_counter()
     encs = [codec.encode_gop(x[g.first_frame : g.first_frame + g.frame_count], gop_index=i) for i, g in enumerate(gops)]
     enc_s = time.perf_counter() - t0
-    hdr = StreamHeader(codec.model_id, w, h, 25, 1, t, codec.cfg.scales, codec.cfg.tile, gops)
+    hdr = build_header(codec, w, h, gops, 25)
+    stream = PgvStream.from_gops(hdr, [e.chunks for e in encs])
     n = codec.cfg.n_scales
     px = t * h * w
     layer_bytes = [sum(len(e.chunks[k]) for e in encs) for k in range(n)]
@@ -51,10 +53,7 @@ def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool)
             if mode == "none" and k == n:
                 continue
             t1 = time.perf_counter()
-            y = np.concatenate([
-                codec.decode_gop(e.chunks[:k], g.frame_count, w, h, predict=mode, gop_index=i)
-                for i, (e, g) in enumerate(zip(encs, gops))
-            ])
+            y = np.stack(list(iter_decoded(stream, codec, k, predict=mode)))
             dec_s = time.perf_counter() - t1
             total = len(hdr.to_bytes()) + sum(layer_bytes[:k])
             rows.append({

@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.codec import Codec  # noqa: E402
 from pipeline.metrics import ms_ssim, psnr_y  # noqa: E402
+from pipeline.pgv import GopEntry  # noqa: E402
+from pipeline.stream import build_header, decode_gop_frames  # noqa: E402
 
 DEV = Path("/work/shared/data/clips/dev")
 VARIANTS = (("plain", "none"), ("plain", "argmax"), ("keyframe", "none"), ("keyframe", "argmax"),
@@ -48,8 +50,8 @@ def bench_clip(codec: Codec, path: Path, frames: int, ks: list[int]) -> dict:
             chunks, fs = streams[mode]
             gen = kf.generate if predict == "argmax-auto" else None
             t0 = time.perf_counter()
-            y = codec.decode_gop(chunks, t, w, h, predict=predict.removesuffix("-auto"), frame_scales=fs,
-                                 generate=gen)
+            header = build_header(codec, w, h, [GopEntry(0, t, True, gen)], frame_scales=fs)
+            y = decode_gop_frames(codec, header, 0, chunks, predict=predict.removesuffix("-auto"))
             rows.append({
                 "K": k, "mode": mode, "predict": predict, "generate": gen, "bpp": 8 * sum(map(len, chunks)) / px,
                 "decode_s": round(time.perf_counter() - t0, 3),

@@ -69,8 +69,12 @@ def child_frame(config: str, w: int, h: int) -> dict:
     enc = codec.encode_gop(x)
     t_enc = time.perf_counter() - t0
     peak_enc = _peak_mb()
+    from pipeline.pgv import GopEntry
+    from pipeline.stream import build_header, decode_gop_frames
+
+    header = build_header(codec, w, h, [GopEntry(0, 1, True)])
     t0 = time.perf_counter()
-    y = codec.decode_gop(enc.chunks, n_frames=1, width=w, height=h)
+    y = decode_gop_frames(codec, header, 0, enc.chunks)
     t_dec = time.perf_counter() - t0
     assert y.shape == x.shape
     grid = codec.grid(h, w)
@@ -85,8 +89,8 @@ def child_length(config: str, w: int, h: int, gops: int, gop: int) -> dict:
     import torch
 
     from pipeline import video_io
-    from pipeline.codec.container import GopEntry
-    from pipeline.codec.video import decode_video, encode_video
+    from pipeline.pgv import GopEntry
+    from pipeline.stream import decode_video, encode_video
 
     torch.set_num_threads(int(os.environ.get("PROGVC_THREADS", "2")))
     codec, model = _codec(config)

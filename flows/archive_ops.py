@@ -59,22 +59,16 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     `plan`: the actor's `SourcePlan`; `results`: its `GopResult`s in GOP order; `mode`/`frame_scales`:
     how they were encoded (recorded in the header and the manifest). Returns the archived bytes (header +
     kept layers)."""
-    from pipeline.archive import ArchiveWriter, GopData, SourceInfo
-    from pipeline.codec.container import GopEntry, StreamHeader
+    from fractions import Fraction
 
-    header = StreamHeader(
-        model_id=model_id,
-        width=plan.width,
-        height=plan.height,
-        fps_num=plan.fps_num,
-        fps_den=plan.fps_den,
-        frame_count=plan.frame_count,
-        scales=tuple(scales),
-        tile=tile,
-        gops=[GopEntry(r.first_frame, r.frame_count, True, r.generate) for r in results],
-        mode=mode,
-        frame_scales=frame_scales,
-    )
+    from pipeline.archive import ArchiveWriter, GopData, SourceInfo
+    from pipeline.codec_api import CodecInfo
+    from pipeline.pgv import GopEntry
+    from pipeline.stream import build_header
+
+    header = build_header(CodecInfo(model_id, "", tuple(scales), tile), plan.width, plan.height,
+                          [GopEntry(r.first_frame, r.frame_count, True, r.generate) for r in results],
+                          Fraction(plan.fps_num, plan.fps_den), frame_scales, mode)
     gops = [
         GopData(first_frame=r.first_frame, frame_count=r.frame_count, keyframe=True,
                 chunks=r.chunks[:n_keep], token_counts=r.token_counts[:n_keep], checksums=r.checksums[:n_keep],

@@ -32,7 +32,7 @@ from flows.progress import JobProgress  # noqa: E402
 from pipeline.errors import ProGVCError  # noqa: E402
 from pipeline.gop import DEFAULT_THRESHOLD  # noqa: E402
 
-MODES = ("plain", "keyframe")  # = pipeline.codec.container.MODES (not imported here: it would load torch)
+MODES = ("plain", "keyframe")  # = pipeline.pgv.MODES
 VIDEOS_IN_FLIGHT = 16  # videos worked on at once (threads; the actor pool bounds the actual work)
 UNIT_FRAMES = 32  # frames per actor call: small enough to balance actors, big enough to amortise a seek
 
@@ -137,20 +137,21 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
                         max_gop: int, threshold: float, progress: JobProgress | None,
                         quality: bool = False, mode: str = "plain", frame_scales: int | None = None) -> VideoOutcome:
     """Plan one source's GOPs on an actor, encode them on the pool, then commit them."""
-    from pipeline.codec.container import GopEntry
     from pipeline.gop import group_gops
+    from pipeline.pgv import GopEntry
+    from workers.requests import EncodeRequest, PlanRequest
 
     t0 = time.perf_counter()
-    plan = pool.call("plan", ident.source, ident.video_id, max_gop, threshold)
+    plan = pool.call(PlanRequest(ident.source, ident.video_id, max_gop, threshold))
     gops = [GopEntry(first_frame=f, frame_count=n, keyframe=k) for f, n, k in plan.gops]
     units = group_gops(gops, plan.seek_points, max_frames=max(UNIT_FRAMES, max_gop))
     if progress:
         progress.add_video(ident.video_id, plan.frame_count)
-    calls = [(ui, (ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit], n_keep,
-                   quality, frame_scales))
+    calls = [(ui, EncodeRequest(ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit],
+                                n_keep, quality, frame_scales))
              for ui, unit in enumerate(units)]
     results = [None] * len(gops)
-    for _, res, err in pool.map("encode_unit", calls):
+    for _, res, err in pool.map(calls):
         if err is not None:
             raise err if isinstance(err, ProGVCError) else ProGVCError(f"{ident.source}: encoding failed: {err}")
         for r in res:
@@ -216,6 +217,7 @@ def compress(
     """
     from pipeline.settings import Settings
     from workers.pool import CodecPool
+    from workers.requests import IdentifyRequest
 
     check_mode(mode, frame_scales, scales)  # bad input fails before anything starts
     env = Settings.from_env()  # deployments: RAY_ADDRESS, S3 endpoint, weights from the worker's environment
@@ -242,7 +244,7 @@ def compress(
             raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
         check_mode(mode, frame_scales, n_keep)
         todo, seen = [], set()
-        for src, ident, err in pool.map("identify", [(f, (f,)) for f in files]):
+        for src, ident, err in pool.map([(f, IdentifyRequest(f)) for f in files]):
             if err is not None:
                 report.videos.append(VideoOutcome(source=src, status="failed", reason=_reason(err)))
                 _record_failure(logger, dest, s3_endpoint, job_id, src, None, _reason(err))

@@ -38,29 +38,20 @@ def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales:
 
 
 @task(name="decode-video", cache_policy=NO_CACHE)
-def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str,
+def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, predict: str, seed: int = 0,
                       context: str = "") -> int:
-    """Decode every GOP on the actors (runs of <= UNIT_FRAMES frames, bounded in flight) and stream the
-    frames in order into `output`. The header's mode says how (keyframe mode: the frames after each GOP's
-    keyframe have their scales above `header.frame_scales` predicted). Returns frames written."""
+    """Decode every GOP on the actors (runs of <= UNIT_FRAMES frames, bounded in flight; each decoded by
+    `pipeline.stream.decode_run`, as any decoder does) and stream the frames in order into `output`.
+    Returns frames written."""
     from fractions import Fraction
 
     from pipeline import video_io
     from pipeline.errors import StreamError
+    from pipeline.stream import gop_runs
+    from workers.requests import DecodeRequest
 
-    units: list[list[int]] = [[]]
-    frames_in = 0
-    for g, entry in enumerate(header.gops):
-        if units[-1] and frames_in + entry.frame_count > UNIT_FRAMES:
-            units.append([])
-            frames_in = 0
-        units[-1].append(g)
-        frames_in += entry.frame_count
-    calls = [
-        (u, ([gop_chunks[g] for g in unit], [header.gops[g].frame_count for g in unit], header.width,
-             header.height, predict, unit, context, header.frame_scales, [header.gops[g].generate for g in unit]))
-        for u, unit in enumerate(units)
-    ]
+    calls = [(u, DecodeRequest(run, predict, seed, context))
+             for u, run in enumerate(gop_runs(header, gop_chunks, UNIT_FRAMES))]
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,7 +62,7 @@ def decode_video_task(pool, header, gop_chunks: list[list[bytes]], output: str, 
 
     def ordered():
         buffered, nxt = {}, 0
-        for u, frames, err in pool.map("decode_gops", calls):
+        for u, frames, err in pool.map(calls):
             if err is not None:
                 raise err if isinstance(err, StreamError) else StreamError(f"{context}: decoding failed: {err}")
             buffered[u] = frames
@@ -96,14 +87,16 @@ def reserve(
     s3_endpoint: str | None = None,
     device: str = "auto",
     actors: int = 0,
+    seed: int = 0,
 ) -> dict:
     """Decode video `video_id` of archive `dest` from its first `scales` layers into `output`
-    (.mp4/.mkv H.264, or .y4m). `predict`: how scales K+1..N are filled (argmax | sample | none).
-    The coding mode (plain | keyframe with its `frame_scales`) is read from the stored header: any K
-    works for either mode. Returns a report: output path, mode, frames, size, bytes read vs the K layers'
-    bytes."""
-    from pipeline.codec.container import StreamHeader
+    (.mp4/.mkv H.264, or .y4m). `predict`: how scales K+1..N are filled (argmax | sample | none; `seed`:
+    GOP g samples with seed + g, as `progvc decode` does). The model is the one the stored header names
+    (`pipeline.registry`), unless `weights` forces one (it must be that model); the coding mode (plain |
+    keyframe with its `frame_scales`) is read from the header too: any K works for either mode. Returns a
+    report: output path, model, mode, frames, size, bytes read vs the K layers' bytes."""
     from pipeline.errors import StreamError
+    from pipeline.pgv import StreamHeader
     from workers.pool import CodecPool
 
     t0 = time.perf_counter()
@@ -114,15 +107,16 @@ def reserve(
     gop_chunks = got.gop_chunks()
     if len(gop_chunks) != len(header.gops):
         raise StreamError(f"video {video_id}: header lists {len(header.gops)} GOPs, the manifest {len(gop_chunks)}")
-    pool = CodecPool(weights, n_actors=actors or min(2, len(header.gops)), device=device)
+    pool = CodecPool(weights or header.model_id, n_actors=actors or min(2, len(header.gops)), device=device,
+                     expect_model=header.model_id)
     try:
-        header.check_model(pool.model_id, source=f"video {video_id}")
         out = Path(output)
-        frames = decode_video_task(pool, header, gop_chunks, str(out), predict, f"video {video_id}")
+        frames = decode_video_task(pool, header, gop_chunks, str(out), predict, seed, f"video {video_id}")
     finally:
         pool.close()
     return {
         "video_id": video_id,
+        "model_id": header.model_id,
         "output": str(out.resolve()),
         "scales": scales,
         "n_scales": header.n_scales,

@@ -20,8 +20,8 @@ import av
 import numpy as np
 
 from pipeline import video_io
-from pipeline.codec.container import GopEntry
 from pipeline.errors import VideoError
+from pipeline.pgv import GopEntry
 
 DEFAULT_THRESHOLD = 10.0  # mean block ΔE (CIE76) that opens a new GOP
 DEFAULT_ANALYSIS_SIZE = 64  # analysis width in pixels

@@ -55,7 +55,7 @@ class Retrieved:
     requests: int = 0
 
     def gop_chunks(self) -> list[list[bytes]]:
-        """Per selected GOP (in order), its chunks for scales 1..K: what `Codec.decode_gop` takes."""
+        """Per selected GOP (in order), its chunks for scales 1..K (`pipeline.stream.gop_runs` takes them)."""
         gops = sorted({g for g, s in self.chunks if s > 0})
         scales = sorted({s for _, s in self.chunks if s > 0})
         return [[self.chunks[(g, s)] for s in scales] for g in gops]
@@ -144,13 +144,15 @@ def fetch(store: Store, plan: list[RangeRead], max_workers: int = 8) -> Retrieve
 
 
 def _check_chunk(data: bytes, ref: ChunkRef, url: str) -> None:
-    """The chunk's own header must match its manifest row (scale, token CRC32): a chunk moved, swapped or
-    replaced inside a layer object becomes a clear StreamError here instead of a wrong picture later."""
-    from pipeline.codec.container import parse_chunk
+    """The container's chunk checker (`pipeline.pgv.parse_chunk`: marker, length, CRC, scale), then the
+    chunk's token CRC32 against its manifest row: a chunk moved, swapped or replaced inside a layer object
+    becomes a clear StreamError here instead of a wrong picture later. (The GOP tag is checked when the
+    chunk is decoded, against the stream header: `pipeline.stream.decode_gop_frames`.)"""
+    from pipeline.pgv import parse_chunk
 
     where = f"{url} GOP {ref.gop_index} scale {ref.scale}"
-    ch, _ = parse_chunk(data, 0, where)
-    if ch.scale != ref.scale or (ch.token_crc & 0xFFFFFFFF) != (ref.checksum & 0xFFFFFFFF):
-        raise StreamError(f"{where}: the chunk does not match its manifest row (scale {ch.scale} vs {ref.scale}, "
-                          f"token CRC32 {ch.token_crc:#x} vs {ref.checksum:#x}); the layer object was changed or its "
-                          "chunks reordered: re-archive the source")
+    ch, _ = parse_chunk(data, 0, where, scale=ref.scale)
+    if (ch.token_crc & 0xFFFFFFFF) != (ref.checksum & 0xFFFFFFFF):
+        raise StreamError(f"{where}: the chunk does not match its manifest row (token CRC32 {ch.token_crc:#x} vs "
+                          f"{ref.checksum:#x}); the layer object was changed or its chunks reordered: re-archive "
+                          "the source")

@@ -13,6 +13,17 @@ import pytest
 from pipeline import video_io
 from pipeline.codec import Codec, CodecConfig
 from pipeline.errors import VideoError
+from pipeline.pgv import GopEntry
+from pipeline.stream import build_header, gop_runs
+from workers.requests import DecodeRequest, EncodeRequest, IdentifyRequest, PlanRequest
+
+
+def _decode(pool, results, k, width=64, height=48, frame_scales=None, generate=True, predict="argmax", seed=0):
+    """The typed decode request for every GOP of `results` (one run) at K = k layers."""
+    gops = [GopEntry(r.first_frame, r.frame_count, True, r.generate if generate else None) for r in results]
+    header = build_header(pool.codec, width, height, gops, 25, frame_scales)
+    (run,) = gop_runs(header, [r.chunks[:k] for r in results], max_frames=10**6)
+    return pool.call(DecodeRequest(run, predict, seed))
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +66,12 @@ def test_resources_follow_the_cluster():
 def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
     from pipeline.archive import video_id_of
 
-    ident = tiny_pool.call("identify", clip)
+    ident = tiny_pool.call(IdentifyRequest(clip))
     assert ident.video_id == video_id_of(clip)
-    plan = tiny_pool.call("plan", clip, ident.video_id, 16)
+    plan = tiny_pool.call(PlanRequest(clip, ident.video_id, 16))
     assert plan.frame_count == 20 and (plan.width, plan.height) == (64, 48)
     assert [g[0] for g in plan.gops] == [0, 9]  # keyframe at the cut
-    results = tiny_pool.call("encode_unit", clip, [(i, f, n) for i, (f, n, _) in enumerate(plan.gops)])
+    results = tiny_pool.call(EncodeRequest(clip, [(i, f, n) for i, (f, n, _) in enumerate(plan.gops)]))
     assert [r.gop_index for r in results] == [0, 1]
     n_scales = len(tiny_pool.scales)
     assert all(len(r.chunks) == n_scales and r.busy_s > 0 for r in results)
@@ -69,10 +80,10 @@ def test_identify_plan_encode_decode_roundtrip(tiny_pool, clip):
     src = video_io.read_frames(clip, 9, 11)
     assert ref.encode_gop(src, gop_index=1).chunks == results[1].chunks
     # decode on the other actor from the first 2 scales (the rest predicted)
-    frames = tiny_pool.call("decode_gops", [r.chunks[:2] for r in results], [9, 11], 64, 48, "argmax")
+    frames = _decode(tiny_pool, results, 2)
     assert frames.shape == (20, 48, 64, 3) and frames.dtype == np.uint8
     # only K scales encoded when asked
-    short = tiny_pool.call("encode_unit", clip, [(0, 0, 9)], 2)
+    short = tiny_pool.call(EncodeRequest(clip, [(0, 0, 9)], 2))
     assert len(short[0].chunks) == 2 and short[0].chunks == results[0].chunks[:2]
 
 
@@ -80,7 +91,7 @@ def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
     """encode_unit(frame_scales=K) codes each GOP's frames 1.. at scales 1..K only (chunks above K hold the
     keyframe alone), measures quality decoding in that mode, and decode_gops(frame_scales=K) decodes it."""
     gops = [(0, 0, 9), (1, 9, 11)]
-    res = tiny_pool.call("encode_unit", clip, gops, None, True, 2)
+    res = tiny_pool.call(EncodeRequest(clip, gops, None, True, 2))
     ref = Codec.random(CodecConfig.tiny(), seed=0)
     src = video_io.read_frames(clip, 9, 11)
     again = ref.encode_gop(src, frame_scales=2, gop_index=1)
@@ -90,33 +101,62 @@ def test_keyframe_mode_encode_quality_decode_on_actors(tiny_pool, clip):
     assert res[1].token_counts == [*plain.token_counts[:2], *per_frame[2:]]  # keyframe alone above K=2
     assert len(res[1].extra["psnr_sum"]) == len(tiny_pool.scales)
     assert all(np.isfinite(res[1].extra["psnr_sum"]))
-    want = ref.decode_gop(res[1].chunks[:3], n_frames=11, width=64, height=48, frame_scales=2)
-    frames = tiny_pool.call("decode_gops", [r.chunks[:3] for r in res], [9, 11], 64, 48, "argmax", [0, 1], "",
-                            2)
+    want = ref.decode_gop(res[1].chunks[:3], n_frames=11, width=64, height=48, frame_scales=2, gop_index=1)
+    frames = _decode(tiny_pool, res, 3, frame_scales=2, generate=False)
     assert frames.shape == (20, 48, 64, 3) and np.array_equal(frames[9:], want)
     # the encoder's generated prefix (as the header carries it) reaches the decoder
     want = ref.decode_gop(res[1].chunks[:3], n_frames=11, width=64, height=48, frame_scales=2,
                           generate=res[1].generate)
-    frames = tiny_pool.call("decode_gops", [r.chunks[:3] for r in res], [9, 11], 64, 48, "argmax", [0, 1], "",
-                            2, [r.generate for r in res])
+    frames = _decode(tiny_pool, res, 3, frame_scales=2)
     assert np.array_equal(frames[9:], want)
     with pytest.raises(Exception, match="tokens"):  # decoding it as plain mode is refused, not misread
-        tiny_pool.call("decode_gops", [res[1].chunks[:3]], [11], 64, 48, "argmax")
+        _decode(tiny_pool, res, 3, generate=False)
+
+
+def test_sampled_decode_on_actors_equals_the_stream_api(tiny_pool, clip):
+    """`predict="sample"` on an actor gives the pixels of the in-process decode loop (GOP g seeded with
+    seed + g, whichever process decodes it); other seeds give other pixels."""
+    from pipeline.pgv import PgvStream
+    from pipeline.stream import iter_decoded
+
+    res = tiny_pool.call(EncodeRequest(clip, [(0, 0, 9), (1, 9, 11)]))
+    got = _decode(tiny_pool, res, 1, predict="sample", seed=3)
+    header = build_header(tiny_pool.codec, 64, 48, [GopEntry(r.first_frame, r.frame_count) for r in res], 25)
+    ref = Codec.random(CodecConfig.tiny(), seed=0)
+    stream = PgvStream.from_gops(header, [r.chunks[:1] for r in res])
+    assert np.array_equal(got, np.stack(list(iter_decoded(stream, ref, predict="sample", seed=3))))
+    assert not np.array_equal(got, np.stack(list(iter_decoded(stream, ref, predict="sample", seed=4))))
+
+
+def test_every_actor_model_is_checked():
+    """The pool refuses actors that loaded different models (not only actor 0's id is looked at), and a
+    model other than the one asked for."""
+    from pipeline.errors import ModelMismatchError, ProGVCError
+    from workers.pool import CodecPool
+
+    a = {"model_id": "a" * 16, "family": "vq", "actor": "node1:11", "scales": [1, 2], "tile": 4}
+    b = {**a, "model_id": "b" * 16, "actor": "node2:22"}
+    with pytest.raises(ProGVCError, match=f"different models.*node2:22: {'b' * 16}"):
+        CodecPool._check_models([a, a, b], "w.pt", None)
+    info = CodecPool._check_models([a, a], "w.pt", "a" * 16)
+    assert (info.model_id, info.family, info.scales, info.tile, info.n_layers) == ("a" * 16, "vq", (1, 2), 4, 2)
+    with pytest.raises(ModelMismatchError, match="c" * 16):
+        CodecPool._check_models([a, a], "w.pt", "c" * 16)
 
 
 def test_bad_source_errors_come_back_typed(tiny_pool, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4096))
-    ident = tiny_pool.call("identify", str(junk))
+    ident = tiny_pool.call(IdentifyRequest(str(junk)))
     with pytest.raises(VideoError, match="junk.mp4"):
-        tiny_pool.call("plan", str(junk), ident.video_id, 16)
+        tiny_pool.call(PlanRequest(str(junk), ident.video_id, 16))
 
 
 def test_bounded_in_flight(tiny_pool, clip):
     seen = []
-    calls = [(i, (clip, [(0, (i % 5) * 4, 4)])) for i in range(10)]
+    calls = [(i, EncodeRequest(clip, [(0, (i % 5) * 4, 4)])) for i in range(10)]
     out = []
-    for tag, res, err in tiny_pool.map("encode_unit", calls):
+    for tag, res, err in tiny_pool.map(calls):
         assert err is None and res[0].frame_count == 4
         seen.append(max(tiny_pool._load))
         out.append(tag)
@@ -132,7 +172,7 @@ def test_actor_killed_mid_task_is_restarted_and_retried(tiny_pool, clip):
     actor = tiny_pool.actors[0]
     pid = ray.get(actor.pid.remote())
     unit = [(i, f, 4) for i, f in enumerate(range(0, 20, 4))]
-    ref = actor.encode_unit.remote(clip, unit)
+    ref = actor.encode_unit.remote(EncodeRequest(clip, unit))
 
     def kill_soon():
         time.sleep(0.15)
@@ -145,7 +185,7 @@ def test_actor_killed_mid_task_is_restarted_and_retried(tiny_pool, clip):
     assert [r.gop_index for r in results] == list(range(5))
     new_pid = ray.get(actor.pid.remote(), timeout=60)
     assert new_pid != pid  # it really died and came back
-    again = ray.get(actor.encode_unit.remote(clip, unit))
+    again = ray.get(actor.encode_unit.remote(EncodeRequest(clip, unit)))
     assert [r.chunks for r in again] == [r.chunks for r in results]  # same bytes after the restart
 
 

@@ -20,25 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ProGVCError
-
-RANDOM_PREFIX = "random:"  # model spec "random:tiny:<seed>" = a tiny random codec (tests, demos)
+from workers.requests import DecodeRequest, EncodeRequest, IdentifyRequest, InfoRequest, PlanRequest
 
 
 def load_codec(model: str | None, device: str = "cpu"):
-    """A `Codec` from a weights path, or `random:tiny:<seed>` for a tiny random model (tests)."""
-    from pipeline.codec import Codec, CodecConfig
+    """The codec for a model spec: a model id, a weights path, `random:tiny:<seed>` (tests), or None for the
+    registry's default model (`pipeline.registry.open_codec`)."""
+    from pipeline.registry import open_codec
 
-    if model and model.startswith(RANDOM_PREFIX):
-        parts = model.split(":")
-        if len(parts) != 3 or parts[1] != "tiny":
-            raise ProGVCError(f"model spec {model!r}: use 'random:tiny:<seed>' or a weights path")
-        return Codec.random(CodecConfig.tiny(), seed=int(parts[2]))
-    if model and not Path(model).is_file():
-        raise ProGVCError(
-            f"{model}: weights file not found; pass --weights PATH or set PROGVC_WEIGHTS "
-            "(the shipped model is models/progvc.pt)"
-        )
-    return Codec.load(model, device=device)
+    return open_codec(model, device)
 
 
 def content_id(path: str | Path) -> str:
@@ -149,38 +139,41 @@ class CodecActor:
         self.sources = _SourceCache(s3_endpoint)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def info(self) -> dict:
+    def info(self, req: InfoRequest | None = None) -> dict:
         return {
             "model_id": self.codec.model_id,
-            "scales": list(self.codec.cfg.scales),
-            "tile": int(self.codec.cfg.tile),
+            "family": self.codec.family,
+            "scales": list(self.codec.scales),
+            "tile": int(self.codec.tile),
             "device": self.device,
             "actor": self.name,
         }
 
-    def identify(self, source: str) -> SourceInfo:
+    def identify(self, req: IdentifyRequest) -> SourceInfo:
         """Content hash and size of a source (downloading it first when it is on S3)."""
+        source = req.source
         path = self.sources.local(source)
         if not path.is_file():
             raise ProGVCError(f"{source}: not a readable file; check the path")
         return SourceInfo(source=source, video_id=content_id(path), size_bytes=path.stat().st_size)
 
-    def plan(self, source: str, video_id: str, max_gop: int = 16, threshold: float | None = None) -> SourcePlan:
+    def plan(self, req: PlanRequest) -> SourcePlan:
         """Probe the source and plan its GOPs with colour-distance keyframes."""
         from pipeline import gop as gop_mod
         from pipeline import video_io
 
         t0 = time.perf_counter()
+        source = req.source
         path = self.sources.local(source)
-        kw = {} if threshold is None else {"threshold": threshold}
+        kw = {} if req.threshold is None else {"threshold": req.threshold}
         with _named_as(source, path):
             info = video_io.probe(path)
-            gops = gop_mod.plan_gops(path, max_gop=max_gop, **kw)
+            gops = gop_mod.plan_gops(path, max_gop=req.max_gop, **kw)
             seek_points = gop_mod.source_keyframes(path)
         frames = sum(g.frame_count for g in gops)
         return SourcePlan(
             source=source,
-            video_id=video_id,
+            video_id=req.video_id,
             size_bytes=info.size_bytes,
             width=info.width,
             height=info.height,
@@ -192,16 +185,16 @@ class CodecActor:
             plan_s=time.perf_counter() - t0,
         )
 
-    def encode_unit(self, source: str, gops: list[tuple[int, int, int]], scales: int | None = None,
-                    quality: bool = False, frame_scales: int | None = None) -> list[GopResult]:
-        """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, scales 1..K
-        (`scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order.
-        `quality`: also decode each GOP at every k = 1..K (finer scales predicted, as re-serving does)
-        and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`. `frame_scales`:
-        keyframe mode (each GOP's frame 0 at scales 1..K, its other frames at 1..frame_scales only)."""
+    def encode_unit(self, req: EncodeRequest) -> list[GopResult]:
+        """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, layers 1..K
+        (`req.scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order.
+        `req.quality`: also decode each GOP at every k = 1..K (finer layers predicted, as re-serving does)
+        and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`. `req.frame_scales`:
+        keyframe mode (each GOP's frame 0 at layers 1..K, its other frames at 1..frame_scales only)."""
         from pipeline import video_io
 
         t0 = time.perf_counter()
+        source, gops = req.source, req.gops
         path = self.sources.local(source)
         first = gops[0][1]
         total = gops[-1][1] + gops[-1][2] - first
@@ -212,8 +205,8 @@ class CodecActor:
         for gi, f0, n in gops:
             t1 = time.perf_counter()
             ref = frames_THWC[f0 - first : f0 - first + n]
-            enc = self.codec.encode_gop(ref, scales=scales, frame_scales=frame_scales, gop_index=gi)
-            extra = self._quality(ref, enc.chunks, frame_scales, enc.generate) if quality else {}
+            enc = self.codec.encode_gop(ref, scales=req.scales, frame_scales=req.frame_scales, gop_index=gi)
+            extra = self._quality(ref, gi, enc.chunks, req.frame_scales, enc.generate) if req.quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
                 GopResult(
@@ -232,42 +225,29 @@ class CodecActor:
             )
         return out
 
-    def _quality(self, ref_THWC: np.ndarray, chunks: list[bytes], frame_scales: int | None = None,
+    def _quality(self, ref_THWC: np.ndarray, gop_index: int, chunks: list[bytes], frame_scales: int | None = None,
                  generate: int | None = None) -> dict:
+        """Per-scale sums of PSNR-Y and MS-SSIM of the GOP decoded from layers 1..k, k = 1..K, through the
+        stream API (as re-serving decodes it)."""
         from pipeline import metrics
+        from pipeline.pgv import GopEntry
+        from pipeline.stream import build_header, decode_gop_frames
 
         T, H, W, _ = ref_THWC.shape
+        header = build_header(self.codec, W, H, [], frame_scales=frame_scales)
+        entry = GopEntry(0, T, True, generate)
         psnr, ssim = [], []
         for k in range(1, len(chunks) + 1):
-            dec = self.codec.decode_gop(list(chunks[:k]), n_frames=T, width=W, height=H, predict="argmax",
-                                        frame_scales=frame_scales, generate=generate)
+            dec = decode_gop_frames(self.codec, header, gop_index, list(chunks[:k]), entry=entry)
             psnr.append(float(metrics.psnr_y(ref_THWC, dec).sum()))
             ssim.append(float(metrics.ms_ssim(ref_THWC, dec).sum()))
         return {"psnr_sum": psnr, "ms_ssim_sum": ssim}
 
-    def decode_gops(
-        self,
-        chunks_per_gop: list[list[bytes]],
-        frame_counts: list[int],
-        width: int,
-        height: int,
-        predict: str = "argmax",
-        gop_indices: list[int] | None = None,
-        context: str = "",
-        frame_scales: int | None = None,
-        generate: list[int | None] | None = None,
-    ) -> np.ndarray:
-        """Decode consecutive GOPs from their first-K chunks -> (sum T, H, W, 3) uint8. `gop_indices` and
-        `context` (e.g. the video id) name the GOP in errors; `frame_scales` and `generate` (per GOP): the
-        stream header's (keyframe mode: non-keyframes' scales above it are predicted, for frames 1..generate)."""
-        idx = gop_indices or [None] * len(frame_counts)
-        gens = generate or [None] * len(frame_counts)
-        parts = [
-            self.codec.decode_gop(chunks, n_frames=n, width=width, height=height, predict=predict,
-                                  gop_index=g, context=context, frame_scales=frame_scales, generate=gen)
-            for chunks, n, g, gen in zip(chunks_per_gop, frame_counts, idx, gens)
-        ]
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    def decode_gops(self, req: DecodeRequest) -> np.ndarray:
+        """Decode a run of consecutive GOPs -> (sum T, H, W, 3) uint8 (`pipeline.stream.decode_run`)."""
+        from pipeline.stream import decode_run
+
+        return decode_run(self.codec, req.run, req.predict, req.seed, req.context)
 
     def pid(self) -> int:
         return os.getpid()

@@ -17,7 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import ProGVCError
+from pipeline.codec_api import CodecInfo
+from pipeline.errors import ModelMismatchError, ProGVCError
+from workers.requests import InfoRequest, Request
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +27,15 @@ FORWARDED_ENV = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "PROGVC_S3_MAX_ATTEMPTS", "PROGVC_S3_RETRY_MODE",
-    "PROGVC_S3_CONNECT_TIMEOUT", "PROGVC_S3_READ_TIMEOUT",
+    "PROGVC_S3_CONNECT_TIMEOUT", "PROGVC_S3_READ_TIMEOUT", "PROGVC_MODELS_DIR",
 )
 
 
 def local_s3_env() -> dict[str, str] | None:
-    """The driver's S3 settings, for actors of a Ray on this machine (embedded, or `RAY_ADDRESS` on
-    loopback: same machine and user, so this is what they would inherit had Ray started after the
-    settings were made). On a remote cluster the workers use their own environment / IAM role and
-    nothing is forwarded."""
+    """The driver's S3 settings (and its models folder, `PROGVC_MODELS_DIR`), for actors of a Ray on this
+    machine (embedded, or `RAY_ADDRESS` on loopback: same machine and user, so this is what they would
+    inherit had Ray started after the settings were made). On a remote cluster the workers use their own
+    environment / IAM role and nothing is forwarded."""
     address = os.environ.get("RAY_ADDRESS", "")
     host = address.split("://")[-1].rsplit(":", 1)[0]
     if address and address not in ("auto", "local") and host not in ("127.0.0.1", "localhost"):
@@ -111,7 +113,12 @@ def plan_resources(n_actors: int, device: str = "auto", cluster: dict[str, float
 
 
 class CodecPool:
-    """`n_actors` codec actors (0 = one per GPU, else one per CPU) sharing a bounded work queue."""
+    """`n_actors` codec actors (0 = one per GPU, else one per CPU) sharing a bounded work queue.
+
+    `model`: a model spec for `pipeline.registry.open_codec` (model id, weights path, `random:tiny:<seed>`;
+    None = the default model). Every actor must load the same model (checked at start); `expect_model`
+    also requires that model id (e.g. the stream's, for decoding). Work goes out as typed requests
+    (`workers.requests`): `call(request)`, `map([(tag, request), ...])`."""
 
     def __init__(
         self,
@@ -121,6 +128,7 @@ class CodecPool:
         s3_endpoint: str | None = None,
         per_actor: int = 2,
         max_restarts: int = 3,
+        expect_model: str | None = None,
     ):
         import ray
 
@@ -142,7 +150,7 @@ class CodecPool:
         self._load = [0] * n
         self._cv = threading.Condition()
         try:
-            self.infos = ray.get([a.info.remote() for a in self.actors])
+            self.infos = ray.get([a.info.remote(InfoRequest()) for a in self.actors])
         except ray.exceptions.RayTaskError as exc:  # model failed to load: show the cause
             cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
             self.close()
@@ -150,9 +158,30 @@ class CodecPool:
         except ray.exceptions.ActorDiedError as exc:
             self.close()
             raise ProGVCError(f"codec actors could not start: {exc}") from exc
-        self.model_id: str = self.infos[0]["model_id"]
-        self.scales: list[int] = self.infos[0]["scales"]
-        self.tile: int = self.infos[0]["tile"]
+        try:
+            self.codec = self._check_models(self.infos, model, expect_model)
+        except ProGVCError:
+            self.close()
+            raise
+        self.model_id: str = self.codec.model_id
+        self.scales: list[int] = list(self.codec.scales)
+        self.tile: int = self.codec.tile
+
+    @staticmethod
+    def _check_models(infos: list[dict], model: str | None, expect: str | None) -> CodecInfo:
+        """The one model every actor loaded; ProGVCError when actors disagree (e.g. nodes with different
+        weights files under one path), ModelMismatchError when it is not `expect`."""
+        ids = {i["model_id"] for i in infos}
+        if len(ids) > 1:
+            which = ", ".join(f"{i['actor']}: {i['model_id']}" for i in infos)
+            raise ProGVCError(f"codec actors loaded different models for {model or 'the default model'} ({which}); "
+                              "every node must hold the same weights for it")
+        first = infos[0]
+        info = CodecInfo(first["model_id"], first.get("family", "vq"), tuple(first["scales"]), int(first["tile"]))
+        if expect is not None and info.model_id != expect:
+            raise ModelMismatchError(f"the codec actors loaded model {info.model_id} ({model}), but {expect} "
+                                     f"was asked for; leave out --weights to use the stream's own model")
+        return info
 
     @property
     def size(self) -> int:
@@ -174,18 +203,19 @@ class CodecPool:
             self._load[i] -= 1
             self._cv.notify_all()
 
-    def map(self, method: str, calls: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, BaseException | None]]:
-        """Run `actor.<method>(*args)` for each `(tag, args)`; yield `(tag, result, error)` as calls
-        finish (any order). Blocks submission while the pool is full; safe to use from many threads."""
+    def map(self, calls: Iterable[tuple[Any, Request]]) -> Iterator[tuple[Any, Any, BaseException | None]]:
+        """Send each `(tag, request)` to an actor (the method `request.method`); yield `(tag, result, error)`
+        as calls finish (any order). Blocks submission while the pool is full; safe to use from many
+        threads."""
         todo = iter(calls)
         pending: dict[Any, tuple[Any, int]] = {}
         try:
-            yield from self._map_loop(method, todo, pending)
+            yield from self._map_loop(todo, pending)
         finally:  # a caller that stops early gives its slots back
             for _, slot in pending.values():
                 self._release(slot)
 
-    def _map_loop(self, method: str, todo: Iterator, pending: dict) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    def _map_loop(self, todo: Iterator, pending: dict) -> Iterator[tuple[Any, Any, BaseException | None]]:
         import ray
 
         exhausted = False
@@ -195,12 +225,12 @@ class CodecPool:
                 if slot is None:
                     break
                 try:
-                    tag, args = next(todo)
+                    tag, req = next(todo)
                 except StopIteration:
                     self._release(slot)
                     exhausted = True
                     break
-                ref = getattr(self.actors[slot], method).remote(*args)
+                ref = getattr(self.actors[slot], req.method).remote(req)
                 pending[ref] = (tag, slot)
             if not pending:
                 return
@@ -216,9 +246,9 @@ class CodecPool:
                 except ray.exceptions.RayError as exc:
                     yield tag, None, exc
 
-    def call(self, method: str, *args: Any) -> Any:
-        """One call on the least-loaded actor; raises its error."""
-        for _, result, error in self.map(method, [(None, args)]):
+    def call(self, request: Request) -> Any:
+        """One request on the least-loaded actor; raises its error."""
+        for _, result, error in self.map([(None, request)]):
             if error is not None:
                 raise error
             return result

@@ -1,4 +1,7 @@
-"""`progvc encode | decode | info`: the codec's command line (registered by flows/cli.py)."""
+"""`progvc encode | decode | info | models`: the codec's command line (registered by flows/cli.py).
+
+Stream-level: it goes through `pipeline.stream` and `pipeline.registry`, whatever the codec family.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="keyframe mode: auto (default) = the encoder picks per GOP how many frames after the "
                         "keyframe get generated detail (about one extra decode); all = every frame")
     e.add_argument("--gop", type=int, default=16, help="maximum GOP length in frames (default 16)")
-    e.add_argument("--weights", default=None, help="model weights (default: models/progvc.pt)")
+    e.add_argument("--weights", default=None,
+                   help="model: a weights file or a model id (default: the registry's default, `progvc models`)")
     e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the work per op is small)")
@@ -35,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--predict", choices=("argmax", "sample", "none"), default="argmax",
                    help="how to fill scales K+1..N: context-model argmax (default), seeded sampling, or none")
     d.add_argument("--seed", type=int, default=0, help="seed for --predict sample")
-    d.add_argument("--weights", default=None, help="model weights (must match the stream's model id)")
+    d.add_argument("--weights", default=None,
+                   help="force a weights file or model id (default: the model the stream names, from the registry)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--threads", type=int, default=1, help="torch CPU threads (results do not depend on it)")
     d.set_defaults(func=cmd_decode)
@@ -43,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i = subparsers.add_parser("info", help="show a .pgv stream's header, GOPs and bytes per scale")
     i.add_argument("input", help=".pgv stream")
     i.set_defaults(func=cmd_info)
+
+    m = subparsers.add_parser("models", help="list the models streams can be decoded with (registry)")
+    m.add_argument("--check", action="store_true", help="also load each model and check its id")
+    m.set_defaults(func=cmd_models)
 
 
 def _check_scales(k: int | None, threads: int = 1) -> None:
@@ -56,11 +65,13 @@ def _check_scales(k: int | None, threads: int = 1) -> None:
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
-    from pipeline.codec.codec import Codec
-    from pipeline.codec.video import encode_video
+    from pipeline.registry import open_codec
+    from pipeline.stream import encode_video
 
     _check_scales(a.scales, a.threads)
-    codec = Codec.load(a.weights, batch_size=a.batch_size)
+    codec = open_codec(a.weights)
+    if a.batch_size is not None and hasattr(codec, "batch_size"):
+        codec.batch_size = a.batch_size
     s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet,
                      mode=a.mode, frame_scales=a.frame_scales, generation=a.generate)
     h = s.header
@@ -72,19 +83,42 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
 
 def cmd_decode(a: argparse.Namespace) -> int:
-    from pipeline.codec.codec import Codec
-    from pipeline.codec.video import decode_video
+    from pipeline.registry import open_codec
+    from pipeline.stream import decode_video
 
     _check_scales(a.scales, a.threads)
-    codec = Codec.load(a.weights)
+    codec = open_codec(a.weights) if a.weights else None  # None: the stream's own model
     n = decode_video(a.input, a.output, scales=a.scales, predict=a.predict, seed=a.seed, codec=codec,
                      progress=not a.quiet)
     print(f"{a.output}: {n} frames")
     return 0
 
 
+def cmd_models(a: argparse.Namespace) -> int:
+    from pipeline.errors import ProGVCError
+    from pipeline.registry import MODELS_DIR_ENV, list_models, models_dirs, open_codec
+
+    out = sys.stdout
+    out.write(f"{'':1} {'model id':<20} {'family':<7} file / note\n")
+    for m in list_models():
+        where = m.file or "(builtin)"
+        if not m.installed:
+            where += " (MISSING)"
+        if a.check and m.file and m.installed:
+            try:
+                got = open_codec(m.file).model_id
+                where += " ok" if got == m.model_id else f" (holds {got}!)"
+            except ProGVCError as exc:
+                where += f" (cannot load: {exc})"
+        note = f"  {m.note}" if m.note else ""
+        out.write(f"{'*' if m.default else ' '} {m.model_id:<20} {m.family:<7} {where}{note}\n")
+    out.write(f"* = default for encoding; folders searched: {', '.join(map(str, models_dirs()))} "
+              f"(set {MODELS_DIR_ENV} to add one; a stream's model is found by its id)\n")
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
-    from pipeline.codec.container import read_pgv
+    from pipeline.pgv import read_pgv
 
     s = read_pgv(a.input)
     h = s.header

@@ -17,7 +17,6 @@ import hashlib
 import io
 import zlib
 from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.codec.config import CodecConfig
-from pipeline.codec.container import pack_chunk, parse_chunk
 from pipeline.codec.context import ContextModel
 from pipeline.codec.entropy import (
     ScaleDecoder,
@@ -38,28 +36,14 @@ from pipeline.codec.entropy import (
 )
 from pipeline.codec.tiles import TileGrid
 from pipeline.codec.tokenizer import Tokenizer, blocks_to_grid, grid_to_blocks, group_tiles
+from pipeline.codec_api import GENERATION_MODES, PREDICT_MODES, EncodedGop
 from pipeline.errors import StreamError
+from pipeline.pgv import pack_chunk, parse_chunk
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "progvc.pt"
-PREDICT_MODES = ("argmax", "sample", "none")
-GENERATION_MODES = ("auto", "all")  # keyframe mode: encoder picks the generated prefix, or generate every frame
+__all__ = ["GENERATION_MODES", "PREDICT_MODES", "Codec", "EncodedGop", "coded_scales"]
 
 FrameTokens = list[torch.Tensor]  # per scale: (Hk, Wk) long
-
-
-@dataclass
-class EncodedGop:
-    """One GOP's coded scales: chunks[k] for scale k+1, plus per-scale statistics."""
-
-    chunks: list[bytes]
-    token_counts: list[int]
-    checksums: list[int]
-    ce_bits: list[float]
-    generate: int | None = None  # keyframe mode: non-keyframes 1..generate get generated scales (None = all)
-
-    @property
-    def coded_bits(self) -> list[int]:
-        return [8 * len(c) for c in self.chunks]
 
 
 class ProGVCModel(nn.Module):
@@ -100,7 +84,10 @@ def tokens_crc(symbols: list[np.ndarray]) -> int:
 
 
 class Codec:
-    """A loaded ProGVC model. `batch_size` = tiles per context-model forward (never changes results)."""
+    """A loaded ProGVC model of the "vq" family (implements `pipeline.codec_api.CodecFamily`).
+    `batch_size` = tiles per context-model forward (never changes results)."""
+
+    family = "vq"
 
     def __init__(self, cfg: CodecConfig, model: ProGVCModel, device: str = "cpu", batch_size: int | None = None,
                  meta: dict | None = None):
@@ -116,6 +103,20 @@ class Codec:
         self.ctx64 = copy.deepcopy(self.model.context).double().eval()
         if cfg.codebook_size > 65536:
             raise ValueError("codebook_size must fit uint16 token checksums")
+
+    # ---- what the stream header records (pipeline.codec_api.CodecFamily) -----------------------
+
+    @property
+    def n_layers(self) -> int:
+        return self.cfg.n_scales
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(self.cfg.scales)
+
+    @property
+    def tile(self) -> int:
+        return int(self.cfg.tile)
 
     # ---- construction --------------------------------------------------------------------
 
@@ -299,9 +300,7 @@ class Codec:
         grid = self.grid(height, width)
         parsed, decs = [], []
         for k, c in enumerate(chunks):
-            ch, _ = parse_chunk(c, 0, f"{where} scale {k + 1}")
-            if ch.scale != k + 1:
-                raise StreamError(f"{where} scale {k + 1}: chunk holds scale {ch.scale}; chunks out of order")
+            ch, _ = parse_chunk(c, 0, f"{where} scale {k + 1}", scale=k + 1)
             n_in = sum(coded_scales(f, len(chunks), frame_scales) > k for f in range(n_frames))
             expect = n_in * grid.tokens_per_frame(k)
             if ch.token_count != expect:

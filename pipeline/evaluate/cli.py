@@ -148,14 +148,14 @@ def run(args: argparse.Namespace) -> int:
     codec = None
     progvc_desc = "not requested (--codecs)"
     if "progvc" in codecs:
-        from pipeline.codec import Codec
+        from pipeline.registry import open_codec
 
         try:
-            codec = Codec.load(args.weights)
-            src = args.weights or "models/progvc.pt"
+            codec = open_codec(args.weights)
+            src = args.weights or "the default model"
             progvc_desc = (
-                f"weights `{src}` (model id {codec.model_id}), scales {list(codec.cfg.scales)} "
-                f"(N = {codec.cfg.n_scales}), every K evaluated"
+                f"weights `{src}` (model id {codec.model_id}, family {codec.family}), scales "
+                f"{list(codec.scales)} (N = {codec.n_layers}), every K evaluated"
                 if cfg.scales is None
                 else f"weights `{src}` (model id {codec.model_id}), K in {list(cfg.scales)}"
             )
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             for pr in cfg.plain_predicts:
                 progvc_desc += f" (curve 'ProGVC ({pr})': the same streams decoded with `{pr}`)"
             if "keyframe" in modes:
-                n = codec.cfg.n_scales
+                n = codec.n_layers
                 progvc_desc += (
                     f"; keyframe mode: frame 0 of each GOP at all {n} scales, frames 1.. at scales 1..K for "
                     f"K in {[k for k in (cfg.scales or range(1, n)) if 1 <= k < n]}, their scales K+1..{n} "

@@ -65,6 +65,7 @@ class EvalConfig:
 #: bump when a change in pipeline/metrics.py or refcodecs.py changes results (invalidates cached points)
 EVAL_VERSION = 1
 _CODEC_TRAINING_ONLY = {"train.py", "data.py", "cli.py"}
+_STREAM_SOURCES = ("codec_api.py", "pgv.py", "stream.py")  # under pipeline/
 
 
 def codec_code_hash() -> str:
@@ -77,6 +78,8 @@ def codec_code_hash() -> str:
     for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
         if f.name not in _CODEC_TRAINING_ONLY:
             h.update(f.name.encode() + f.read_bytes())
+    for f in _STREAM_SOURCES:  # the decode loop, chunk checks and seeds live outside the family package
+        h.update(f.encode() + (Path(pkg.__file__).parent.parent / f).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -219,17 +222,16 @@ def _progvc_point(
 ) -> Point:
     """Decode the first `n_chunks` chunks of every GOP of `enc` (untransmitted scales as `predict` says)
     and measure them."""
+    from pipeline.pgv import GopEntry, PgvStream
+    from pipeline.stream import build_header, iter_decoded
+
     T, H, W, _ = frames_THWC.shape
     chunks = unpack_chunks(enc["chunks"])
     generate = enc.get("generate") or [None] * len(chunks)
+    header = build_header(codec, W, H, [GopEntry(s, n, True, gen) for (s, n), gen in zip(spans, generate)],
+                          frame_scales=frame_scales)
     t0 = time.perf_counter()
-    dec = [
-        codec.decode_gop(
-            c[:n_chunks], n, W, H, predict=predict, gop_index=g, context=clip, frame_scales=frame_scales,
-            generate=gen,
-        )
-        for g, ((_, n), c, gen) in enumerate(zip(spans, chunks, generate))
-    ]
+    dec = list(iter_decoded(PgvStream.from_gops(header, chunks), codec, n_chunks, predict, source=clip))
     decode_s = time.perf_counter() - t0
     bits = 8 * sum(len(ch) for c in chunks for ch in c[:n_chunks])
     ce = sum(sum(c[:n_chunks]) for c in enc["ce_bits"])
@@ -240,13 +242,13 @@ def _progvc_point(
         "K",
         param,
         frames_THWC,
-        np.concatenate(dec),
+        np.stack(dec),
         bits,
         enc["encode_s"],
         decode_s,
         cfg.metrics,
         model_id=codec.model_id,
-        n_scales=codec.cfg.n_scales,
+        n_scales=codec.n_layers,
         ce_bits=ce,
         **extra,
     )
@@ -257,7 +259,7 @@ def progvc_points(
 ) -> list[Point]:
     """Plain mode: ProGVC at every requested scale count K (see module docstring for bits and timing)."""
     base = _progvc_base(codec, frames_THWC, cfg)
-    n_scales = codec.cfg.n_scales
+    n_scales = codec.n_layers
     ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
     spans = gop_spans(frames_THWC.shape[0], cfg.gop)
     enc_key = progvc_cache_key(base, "encode")
@@ -291,7 +293,7 @@ def keyframe_points(
     keyframe (as `cfg.predict` says). One encode per K, since the chunk contents differ; bits = every
     chunk of that encode; param "K" = frame scales. K = N would be plain mode at K = N."""
     base = _progvc_base(codec, frames_THWC, cfg)
-    n_scales = codec.cfg.n_scales
+    n_scales = codec.n_layers
     ks = [k for k in (cfg.scales or range(1, n_scales)) if 1 <= k < n_scales]
     spans = gop_spans(frames_THWC.shape[0], cfg.gop)
     points = []
