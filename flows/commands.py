@@ -29,10 +29,11 @@ def _settings(args: argparse.Namespace):
     return apply_environment(s)
 
 
-def _add_common(p: argparse.ArgumentParser, model: bool = False) -> None:
+def _add_common(p: argparse.ArgumentParser, model: bool = False, weights_help: str | None = None) -> None:
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS settings / PROGVC_S3_ENDPOINT)")
     if model:
-        p.add_argument("--weights", help="codec weights (default: models/progvc.pt or PROGVC_WEIGHTS)")
+        p.add_argument("--weights", help=weights_help or "codec model: a weights file or a model id (default: "
+                       "PROGVC_WEIGHTS, else the registry's default model; `progvc models`)")
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="codec device (default: auto)")
         p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
@@ -84,18 +85,23 @@ def cmd_reserve(args: argparse.Namespace) -> int:
     s = _settings(args)
     from flows.reserve import reserve
 
+    # the model is the one the archived header names; only an explicit --weights overrides it (PROGVC_WEIGHTS
+    # is the default for encoding, not for decoding old archives)
+    weights = os.path.abspath(args.weights) if args.weights and os.path.exists(args.weights) else args.weights
     out = reserve(
         dest=args.dest,
         video_id=args.video_id,
         scales=args.scales,
         output=args.output,
         predict=args.predict,
-        weights=s.weights,
+        weights=weights,
         s3_endpoint=s.s3_endpoint,
         device=s.device,
         actors=getattr(args, "actors", None) or 0,
+        seed=args.seed,
     )
-    print(f"re-served {out['video_id']} at {out['scales']} of {out['n_scales']} scales: {out['output']}")
+    print(f"re-served {out['video_id']} at {out['scales']} of {out['n_scales']} scales (model {out['model_id']}): "
+          f"{out['output']}")
     print(
         f"  {out['frames']} frames {out['width']}x{out['height']}, read {out['bytes_read']} bytes "
         f"(layers 1..{out['scales']}: {out['layer_bytes']} bytes)"
@@ -174,8 +180,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
     p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
                    help="how the untransmitted fine scales are filled (default: argmax prediction)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --predict sample (GOP g uses seed + g, as "
+                   "`progvc decode` does)")
     p.add_argument("--actors", type=int, help="codec actors decoding in parallel (default: up to 2)")
-    _add_common(p, model=True)
+    _add_common(p, model=True, weights_help="force a weights file or model id (default: the model the archived "
+                "stream names, found by its id in models/ or PROGVC_MODELS_DIR)")
     p.set_defaults(func=cmd_reserve)
 
     p = sub.add_parser("prune", help="delete fine scale layers, keeping the first K")

@@ -6,7 +6,7 @@
 | `ray_address` | `RAY_ADDRESS` | `--ray-address` | embedded local Ray |
 | `prefect_api_url` | `PREFECT_API_URL` | – | ephemeral Prefect |
 | `prefect_home` | `PREFECT_HOME` | – | a fresh temp dir per run |
-| `weights` | `PROGVC_WEIGHTS` | `--weights` | the shipped `models/progvc.pt` of each worker |
+| `weights` | `PROGVC_WEIGHTS` (weights file or model id) | `--weights` | `pipeline.registry.DEFAULT_MODEL_ID` |
 | `device` | `PROGVC_DEVICE` (`auto`, `cpu`, `cuda`) | `--device` | `auto` (GPU if the cluster has one) |
 | `actors` | `PROGVC_ACTORS` (0 = one per CPU/GPU) | `--actors` | 0 |
 | `scales` | `PROGVC_SCALES` (0 = all) | `--scales` | 0 |
@@ -14,7 +14,10 @@
 
 S3 retries and timeouts (`PROGVC_S3_MAX_ATTEMPTS`, `PROGVC_S3_RETRY_MODE`, `PROGVC_S3_CONNECT_TIMEOUT`,
 `PROGVC_S3_READ_TIMEOUT`) are read by every store itself: `pipeline.store.StoreConfig.from_env`.
-Credentials are never settings: boto3 reads them from the standard AWS environment/config/IAM role.
+`weights` is the model new archives are encoded with; decoding (`reserve`) uses the model each stream's
+header names, looked up by id in `$PROGVC_MODELS_DIR` and `models/` (`pipeline.registry`), unless
+`--weights` is given. Credentials are never settings: boto3 reads them from the standard AWS
+environment/config/IAM role.
 This module imports neither Ray nor Prefect; `apply_environment` must run before importing them.
 """
 
@@ -41,7 +44,7 @@ class Settings:
     ray_address: str | None = None
     prefect_api_url: str | None = None
     prefect_home: str | None = None
-    weights: str | None = None  # None: each worker loads its own shipped models/progvc.pt
+    weights: str | None = None  # file or model id for encoding; None: the registry's default model
     device: str = "auto"
     actors: int = 0
     scales: int = 0

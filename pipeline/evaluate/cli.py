@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"}
+# = pipeline.metrics.METRICS (a test keeps them equal): `progvc --help` does not import numpy for it
+METRICS = ("psnr_y", "psnr_rgb", "ms_ssim", "vmaf", "tfd")
 
 
 def _csv(s: str) -> list[str]:
@@ -27,8 +29,6 @@ def _csv(s: str) -> list[str]:
 
 
 def register(subparsers) -> None:
-    from pipeline.metrics import METRICS
-
     p = subparsers.add_parser(
         "eval",
         help="rate-distortion evaluation vs x264/x265/AV1 (results.json, summary.md, RD plots)",
