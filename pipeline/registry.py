@@ -212,6 +212,12 @@ def open_codec(spec: str | os.PathLike | None = None, device: str = "cpu") -> Co
         return codec
 
 
+def clear_cache() -> None:
+    """Forget the loaded codecs (the next `open_codec` loads again, e.g. after files changed)."""
+    with _lock:
+        _cache.clear()
+
+
 def default_codec(device: str = "cpu") -> CodecFamily:
     """The model new streams are encoded with (`DEFAULT_MODEL_ID`)."""
     return open_codec(DEFAULT_MODEL_ID, device)
