@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -287,15 +288,9 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     pool = dep["work_pool"]["name"]
     env = client_env(prefect_server, tmp_path)
     prefect = str(BIN / "prefect")
-    run([prefect, "work-pool", "create", pool, "--type", "process"], env)
-    deploy_cmd = [prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", dep["name"]]
-    res = subprocess.run(deploy_cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    out = res.stdout + res.stderr
-    if res.returncode != 0:
-        # Known Prefect 3.8.8 fault: *after* creating the deployment, `prefect deploy` lists the pool's
-        # online workers sending offset/limit = null, which its own server rejects (422), so it exits 1.
-        # Tolerate exactly that; anything else fails. The API checks below prove the deployment exists.
-        assert "successfully created" in out and "workers/filter" in out and "422" in out, out[-4000:]
+    ensure_work_pool(pool, prefect_server, env)
+    # exits 0 since fastapi is pinned below 0.151 (before, the server answered the CLI's `limit: null` with 422)
+    run([prefect, "--no-prompt", "deploy", "--prefect-file", str(ROOT / "prefect.yaml"), "--name", dep["name"]], env)
     deployments = api_call("POST", f"{prefect_server}/deployments/filter", json={}).json()
     d = next(x for x in deployments if x["name"] == dep["name"])
     assert d["entrypoint"] == dep["entrypoint"] and d["work_pool_name"] == pool
@@ -345,3 +340,99 @@ def test_prefect_deployment_runs_on_worker(prefect_server, external_ray, s3_serv
     # the run went through the cluster's Ray client server (one server process per client session)
     client_logs = sorted(p.name for p in (ray_tmp / "session_latest" / "logs").glob("ray_client_server*"))
     assert len(client_logs) > n_logs or not via_client, client_logs
+
+
+def ensure_work_pool(name: str, api: str, env: dict[str, str]) -> None:
+    """Create the process work pool `name` unless the (module-shared) server has it already."""
+    if api_call("GET", f"{api}/work_pools/{name}").status_code != 200:
+        run([str(BIN / "prefect"), "work-pool", "create", name, "--type", "process"], env)
+
+
+@pytest.mark.timeout(300)
+def test_readme_deploy_all_then_list(prefect_server, tmp_path):
+    """The README's `prefect.yaml` path as a user types it: `prefect --no-prompt deploy --all`, then
+    `prefect deployment ls` and `prefect flow-run ls`, all exiting 0 against a real server (issue 16.3:
+    with fastapi >= 0.151 the server answered the CLI's `limit: null` with HTTP 422)."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    dep = compress_deployment(spec)
+    env = client_env(prefect_server, tmp_path)
+    prefect = str(BIN / "prefect")
+    ensure_work_pool(dep["work_pool"]["name"], prefect_server, env)
+    out = run([prefect, "--no-prompt", "deploy", "--all"], env)
+    assert "422" not in out, out[-3000:]
+    listed = run([prefect, "deployment", "ls"], env, cwd=tmp_path)
+    assert dep["name"] in listed and "compress" in listed, listed[-3000:]
+    run([prefect, "flow-run", "ls"], env, cwd=tmp_path)
+    run([prefect, "work-pool", "ls"], env, cwd=tmp_path)
+
+
+def _flow_runs_of(api: str, deployment_id: str) -> list[dict]:
+    body = {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50}
+    resp = api_call("POST", f"{api}/flow_runs/filter", json=body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _serve_cron(api: str, tmp_path: Path, completed: bool) -> dict:
+    """Run `progvc schedule --cron "* * * * *"` on an empty source folder against the server `api` until the
+    server's scheduler has created a run from the cron schedule (`completed`: until such a run has also been
+    executed by the serving process and completed). Returns that flow run."""
+    src, dest = tmp_path / "src", tmp_path / "archive"
+    src.mkdir()
+    name = f"cron-{uuid.uuid4().hex[:6]}"
+    env = client_env(api, tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="2")  # default 10 s
+    log = open(tmp_path / "schedule.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "progvc"), "schedule", str(src), "--dest", str(dest), "--cron", "* * * * *", "--name", name,
+         "--weights", TINY_MODEL],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    t0 = time.monotonic()
+    # the deployment (≈ 10 s) and its first scheduled runs (≈ 5 s); to complete: the next minute (≤ 60 s)
+    # and the run (≈ 15 s)
+    deadline = t0 + (150 if completed else 60)
+    try:
+        dep_id, found = None, None
+        while found is None:
+            assert proc.poll() is None, (tmp_path / "schedule.log").read_text()[-3000:]
+            if time.monotonic() > deadline:
+                runs = _flow_runs_of(api, dep_id) if dep_id else []
+                seen = [(r["name"], r["state_type"], r["auto_scheduled"]) for r in runs]
+                raise AssertionError(f"no {'completed ' if completed else ''}cron run after "
+                                     f"{time.monotonic() - t0:.0f} s (deployment {dep_id}, runs {seen})\n"
+                                     f"{(tmp_path / 'schedule.log').read_text()[-3000:]}")
+            if dep_id is None:
+                resp = api_call("GET", f"{api}/deployments/name/compress/{name}")
+                dep_id = resp.json()["id"] if resp.status_code == 200 else None
+            else:
+                runs = [r for r in _flow_runs_of(api, dep_id) if r["auto_scheduled"]]
+                bad = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+                assert not bad, f"{bad[0]['state']}\n{(tmp_path / 'schedule.log').read_text()[-3000:]}"
+                found = next((r for r in runs if r["state_type"] == "COMPLETED" or not completed), None)
+            time.sleep(1)
+    finally:
+        stop_group(proc)
+        log.close()
+    assert found["auto_scheduled"] and found["parameters"]["dest"] == str(dest)
+    print(f"cron run {found['state_type']} {time.monotonic() - t0:.0f} s after `progvc schedule` started")
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_schedule_cron_creates_runs(prefect_server, tmp_path):
+    """`progvc schedule --cron "* * * * *"` against a real Prefect server: the server's scheduler creates
+    runs from the cron schedule, due at the next minutes (issue 16.2: with SQLAlchemy 2.1 it logged
+    `InvalidRequestError: Can't evaluate bulk DML statement` every loop and created none)."""
+    found = _serve_cron(prefect_server, tmp_path, completed=False)
+    due = datetime.fromisoformat(found["expected_start_time"].replace("Z", "+00:00"))
+    assert due.second == 0 and due.microsecond == 0, due
+    assert (due - datetime.now(timezone.utc)).total_seconds() > -120, due  # a run of the next minutes
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schedule_cron_run_completes(prefect_server, tmp_path):
+    """... and the serving process runs the first one when it is due, to completion (≈ 40–90 s, most of it
+    waiting for the next minute: hence `slow`). The source folder is empty, so no Ray starts."""
+    found = _serve_cron(prefect_server, tmp_path, completed=True)
+    assert found["state_type"] == "COMPLETED"
