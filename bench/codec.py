@@ -38,7 +38,7 @@ def bench_clip(codec: Codec, path: Path, frames: int, gop: int, with_none: bool)
     enc_s = time.perf_counter() - t0
     hdr = build_header(codec, w, h, gops, 25)
     stream = PgvStream.from_gops(hdr, [e.chunks for e in encs])
-    n = codec.cfg.n_scales
+    n = codec.n_layers
     px = t * h * w
     layer_bytes = [sum(len(e.chunks[k]) for e in encs) for k in range(n)]
     payload_bits = [8 * sum(len(e.chunks[k]) - CHUNK_HEADER_BYTES for e in encs) for k in range(n)]

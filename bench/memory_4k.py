@@ -79,7 +79,7 @@ def child_frame(config: str, w: int, h: int) -> dict:
     assert y.shape == x.shape
     grid = codec.grid(h, w)
     return {"what": "frame", "model": model, "width": w, "height": h, "tiles": grid.n_tiles,
-            "tile_latent": codec.cfg.tile, "baseline_rss_mb": round(base, 1), "peak_rss_encode_mb": round(peak_enc, 1),
+            "tile_latent": codec.tile, "baseline_rss_mb": round(base, 1), "peak_rss_encode_mb": round(peak_enc, 1),
             "peak_rss_mb": round(_peak_mb(), 1), "encode_s": round(t_enc, 2), "decode_s": round(t_dec, 2),
             "bytes": sum(len(c) for c in enc.chunks), "threads": torch.get_num_threads()}
 

@@ -51,6 +51,7 @@ def raw_actor_fps(clips: list[str], weights: str, n_actors: int, max_gop: int) -
     from flows.compress import UNIT_FRAMES
     from pipeline.gop import group_gops, plan_gops, source_keyframes
     from workers.pool import CodecPool
+    from workers.requests import EncodeRequest, InfoRequest
 
     calls = []
     frames = 0
@@ -58,13 +59,13 @@ def raw_actor_fps(clips: list[str], weights: str, n_actors: int, max_gop: int) -
         gops = plan_gops(c, max_gop=max_gop)
         frames += sum(g.frame_count for g in gops)
         for unit in group_gops(gops, source_keyframes(c), max_frames=max(UNIT_FRAMES, max_gop)):
-            calls.append((len(calls), (c, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit])))
+            calls.append((len(calls), EncodeRequest(c, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit])))
     pool = CodecPool(weights, n_actors=n_actors, device="auto")
     try:
-        pool.call("info")  # warm
+        pool.call(InfoRequest())  # warm
         t0 = time.perf_counter()
         busy = 0.0
-        for _, res, err in pool.map("encode_unit", calls):
+        for _, res, err in pool.map(calls):
             if err is not None:
                 raise err
             busy += sum(r.busy_s for r in res)
