@@ -48,6 +48,12 @@ class PacketIndex:
 
     pts: tuple[int, ...]  # sorted presentation timestamps, one per frame
     keyframe_pts: tuple[int, ...]  # sorted pts of keyframes (seek points)
+    # the timestamp to seek to for each keyframe (same order): its dts where known. Demuxers that seek by
+    # dts (MPEG-TS) land *after* a keyframe whose pts they are given when B-frames delay its pts.
+    keyframe_seek_ts: tuple[int, ...] = ()
+    end_ts: int | None = None  # largest pts + duration (stream time base): where the packets end
+    data_end: int | None = None  # largest byte position + size of a packet: where the video data ends
+    packet_count: int = 0  # every video packet the file holds, empty ones (AVI's dropped frames) included
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -87,19 +93,77 @@ def _rotation(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame | 
 def _packet_index(container: av.container.InputContainer, path: str | os.PathLike) -> PacketIndex:
     stream = container.streams.video[0]
     pts: list[int] = []
-    keys: list[int] = []
+    keys: list[tuple[int, int]] = []
+    end_ts: int | None = None
+    data_end: int | None = None
+    count = 0
     try:
         for packet in container.demux(stream):
+            if packet.size > 0 or (packet.pos is not None and packet.pos >= 0):  # not the demuxer's flush packet
+                count += 1
             if packet.size == 0 or packet.pts is None:
                 continue
-            pts.append(int(packet.pts))
+            p = int(packet.pts)
+            pts.append(p)
             if packet.is_keyframe:
-                keys.append(int(packet.pts))
+                keys.append((p, int(packet.dts) if packet.dts is not None else p))
+            end = p + int(packet.duration or 0)
+            end_ts = end if end_ts is None else max(end_ts, end)
+            if packet.pos is not None and packet.pos >= 0:
+                data_end = max(data_end or 0, int(packet.pos) + packet.size)
     except av.FFmpegError as exc:
         raise VideoError(f"{path}: demuxing failed ({exc}); the file is damaged or truncated") from exc
     pts.sort()
     keys.sort()
-    return PacketIndex(tuple(pts), tuple(keys))
+    return PacketIndex(tuple(pts), tuple(k for k, _ in keys), tuple(min(k, d) for k, d in keys), end_ts, data_end,
+                       count)
+
+
+def _duration_tag_s(value: str | None) -> float | None:
+    """Matroska's per-track `DURATION` tag (`HH:MM:SS.nnnnnnnnn`) in seconds; None when absent or odd."""
+    try:
+        h, m, sec = (value or "").strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
+def _check_complete(container: av.container.InputContainer, index: PacketIndex, path: str | os.PathLike,
+                    fps: Fraction) -> None:
+    """VideoError when the file says it holds more video than its packets carry (a cut-off copy).
+
+    Checked where the container states it: the frame count of MP4/MOV/AVI headers; the track duration of
+    Matroska/WebM (its `DURATION` tag, or the segment duration when video is the only stream), against the
+    end of the last packet with a tolerance of two frame intervals (or 1.5 of the longest gap); y4m: bytes
+    after the last complete frame. A cut that loses only the last frame of a Matroska file, a y4m cut at an
+    exact frame boundary and MPEG-TS (no declared length) cannot be told from a shorter file."""
+    stream = container.streams.video[0]
+    n = len(index.pts)
+    fix = ("re-copy the source; to archive only what is left, remux it first "
+           "(`ffmpeg -i IN -c copy OUT` writes a consistent header)")
+    declared = int(stream.frames or 0)
+    if declared > 0 and index.packet_count < declared:
+        raise VideoError(f"{path}: truncated: the container declares {declared} frames but only "
+                         f"{index.packet_count} are in the file; {fix}")
+    fmt = container.format.name
+    if "matroska" in fmt and index.end_ts is not None and stream.time_base and n:
+        declared_s = _duration_tag_s(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+        if declared_s is None and len(container.streams) == 1 and container.duration:
+            declared_s = (container.duration - (container.start_time or 0)) / 1e6
+        if declared_s:
+            tb = float(stream.time_base)
+            start = stream.start_time if stream.start_time is not None else index.pts[0]
+            covered_s = (index.end_ts - start) * tb
+            gaps = np.diff(np.asarray(index.pts, dtype=np.float64)) * tb if n > 1 else np.zeros(1)
+            tolerance = max(2.0 / float(fps) if fps else 0.0, 1.5 * float(gaps.max()), 0.002)
+            if declared_s - covered_s > tolerance:
+                raise VideoError(f"{path}: truncated: the container declares {declared_s:.3f} s of video but its "
+                                 f"{n} frames end at {covered_s:.3f} s; {fix}")
+    if fmt == "yuv4mpegpipe" and index.data_end is not None:
+        size = Path(path).stat().st_size
+        if size > index.data_end:
+            raise VideoError(f"{path}: truncated: {size - index.data_end} bytes after the last of {n} complete "
+                             f"frames (an incomplete frame); {fix}")
 
 
 def packet_index(path: str | os.PathLike) -> PacketIndex:
@@ -121,14 +185,16 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                 f"{path}: declared frame size {width}x{height} exceeds the {MAX_PIXELS} pixel limit; "
                 "downscale the source first"
             )
+        codec, pix_fmt = ctx.name, str(ctx.pix_fmt)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = Fraction(rate) if rate else Fraction(25, 1)
         index = _packet_index(container, path)
         if not index.pts:
             raise VideoError(f"{path}: video stream holds no frames; the file is empty or truncated")
-        first = None
+        _check_complete(container, index, path, fps)
+    with _open(path) as container:  # reopened rather than seeking back: seeking is unreliable on MPEG-TS
+        stream = container.streams.video[0]
         try:
-            container.seek(0)
             first = next(container.decode(stream), None)
         except (av.FFmpegError, StopIteration):
             first = None
@@ -145,8 +211,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps=fps,
             frame_count=n,
             duration_s=float(n / fps) if fps else 0.0,
-            codec=ctx.name,
-            pix_fmt=str(ctx.pix_fmt),
+            codec=codec,
+            pix_fmt=pix_fmt,
             size_bytes=Path(path).stat().st_size,
             rotation=rotation,
         )
@@ -171,42 +237,77 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return rgb
 
 
+#: Keyframes tried, from the nearest one before the wanted frame backwards, before decoding from the start.
+SEEK_TRIES = 3
+
+
+def _numbered(frames: Iterator[av.VideoFrame], pos: dict[int, int], last: int = -1
+              ) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame index, frame): by pts, or the one after the previous frame when a decoder gives no pts."""
+    for frame in frames:
+        i = pos.get(frame.pts) if frame.pts is not None else None
+        last = last + 1 if i is None else i
+        yield last, frame
+
+
+def _after_seek(container: av.container.InputContainer, stream, index: PacketIndex, pos: dict[int, int],
+                start: int) -> Iterator[tuple[int, av.VideoFrame]] | None:
+    """Numbered frames from a keyframe at or before frame `start`, or None when no seek lands there.
+
+    A seek is trusted only once its first decoded frame is known (by pts) to be at or before `start`:
+    MPEG-TS seeks by dts and may land on the *next* keyframe, some demuxers seek nowhere useful. Seeks go
+    to the keyframe's dts, then to earlier keyframes (`SEEK_TRIES` in all)."""
+    k = bisect.bisect_right(index.keyframe_pts, index.pts[start]) - 1
+    seek_ts = index.keyframe_seek_ts or index.keyframe_pts
+    for j in range(k, max(k - SEEK_TRIES, -1), -1):
+        try:
+            container.seek(seek_ts[j], stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            first = next(frames, None)
+        except av.FFmpegError:
+            continue
+        if first is None or first.pts is None or first.pts not in pos or pos[first.pts] > start:
+            continue
+
+        def chained(first=first, frames=frames):
+            yield first
+            yield from frames
+
+        return _numbered(chained(), pos, pos[first.pts] - 1)
+    return None
+
+
 def iter_frames(path: str | os.PathLike, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
     """Yield frames `start .. start+count-1` (presentation order) as (H, W, 3) uint8 RGB.
 
-    Seeks to the last keyframe at or before `start`, so reading a GOP in the middle of a long video
-    decodes only from its nearest source keyframe.
+    From frame 0 it decodes from the beginning of the file (no seek). From a later frame it seeks to the
+    nearest source keyframe before it and checks where the seek landed (see `_after_seek`); when no seek
+    lands at or before the frame, it decodes from the beginning and skips to it. So reading a GOP in the
+    middle of a long video decodes only from its nearest keyframe wherever the container seeks correctly.
     """
     if start < 0 or (count is not None and count < 0):
         raise ValueError(f"start={start}, count={count}: must be >= 0")
     if count == 0:
         return
-    with _open(path) as container:
+    container = _open(path)
+    try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = _packet_index(container, path)
         if start >= len(index.pts):
             raise VideoError(f"{path}: frame {start} requested but the video has {len(index.pts)} frames")
-        target_pts = index.pts[start]
         pos = {p: i for i, p in enumerate(index.pts)}
-        k = bisect.bisect_right(index.keyframe_pts, target_pts) - 1
-        try:
-            if k >= 0 and start > 0:
-                container.seek(index.keyframe_pts[k], stream=stream, backward=True, any_frame=False)
-            else:
-                container.seek(index.pts[0], stream=stream, backward=True, any_frame=False)
-        except av.FFmpegError:
-            container.seek(0)
         end = len(index.pts) if count is None else min(len(index.pts), start + count)
         produced = 0
-        seq = None  # fallback frame counter when a decoder gives no pts
         try:
-            for frame in container.decode(stream):
-                if frame.pts is not None and frame.pts in pos:
-                    i = pos[frame.pts]
-                else:
-                    seq = (seq + 1) if seq is not None else 0
-                    i = seq
+            numbered = _after_seek(container, stream, index, pos, start) if start > 0 else None
+            if numbered is None:  # from the beginning: a fresh demuxer, not a seek back
+                container.close()
+                container = _open(path)
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                numbered = _numbered(container.decode(stream), pos)
+            for i, frame in numbered:
                 if i < start:
                     continue
                 if i >= end:
@@ -225,6 +326,8 @@ def iter_frames(path: str | os.PathLike, start: int = 0, count: int | None = Non
                 f"{path}: only {produced} of {end - start} frames from frame {start} could be decoded; "
                 "the file is damaged or truncated"
             )
+    finally:
+        container.close()
 
 
 def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = None) -> np.ndarray:

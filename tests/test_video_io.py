@@ -3,6 +3,7 @@
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -93,3 +94,104 @@ def test_training_reader_sees_what_encoding_sees(tmp_path):
     small = read_video(out, 2, max_side=101)
     assert small.shape == (2, 56, 100, 3)
     assert np.abs(small.astype(np.float64).mean() - whole[:2].mean()) < 2.0
+
+
+def _mux(path: Path, fmt: str, frames: np.ndarray, gop: int = 10, options: dict | None = None,
+         audio_s: float = 0.0, codec: str = "libx264") -> Path:
+    """Write `frames` with PyAV's `fmt` muxer (H.264 with B-frames, a keyframe every `gop` frames), plus
+    `audio_s` seconds of AAC silence when asked."""
+    h, w = frames.shape[1:3]
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        v = out.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        if codec == "libx264":
+            v.options = {"g": str(gop), "keyint_min": str(gop), "bf": "2"}
+        a = None
+        if audio_s:
+            a = out.add_stream("aac", rate=48000)
+            a.layout = "mono"
+        for rgb in frames:
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            f.pts = None
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            for k in range(int(audio_s * 48000 / 1024)):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 48000, k * 1024
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("name, options", [("clip.ts", {}), ("clip.m2ts", {"mpegts_m2ts_mode": "1"}),
+                                           ("clip.mts", {"mpegts_m2ts_mode": "1"})])
+def test_mpeg_ts_whole_and_middle_reads(tmp_path, name, options):
+    """MPEG-TS / BDAV M2TS (issue 16.1): every frame from frame 0 (no seek: a seek to the first pts gave no
+    frames), and reads from the middle (a seek by pts landed on the *next* keyframe: 0 frames) equal the
+    sequential decode."""
+    frames = _ramp(40, 64, 96)
+    src = _mux(tmp_path / name, "mpegts", frames, gop=10, options=options)
+    info = probe(src)
+    assert (info.width, info.height, info.frame_count) == (96, 64, 40)
+    whole = read_frames(src)
+    assert whole.shape == frames.shape
+    assert np.abs(whole.astype(np.float64) - frames).mean() < 6.0
+    idx = packet_index(src)
+    assert len(idx.keyframe_pts) == 4 and idx.pts[0] > 0  # TS timestamps do not start at 0
+    for start, count in [(13, 4), (10, 3), (20, 10), (27, 13), (39, 1), (1, 2)]:
+        part = read_frames(src, start, count)
+        assert np.array_equal(part, whole[start:start + count]), (start, count)
+    assert len(list(iter_frames(src, 35))) == 5
+
+
+def test_middle_read_seeks_near_the_frame(tmp_path, monkeypatch):
+    """Reads from the middle of a TS still seek (to the keyframe's dts) instead of decoding from the start."""
+    from pipeline import video_io
+
+    src = _mux(tmp_path / "seek.ts", "mpegts", _ramp(40, 32, 48), gop=10)
+    decoded = []
+    real = video_io._to_rgb
+    monkeypatch.setattr(video_io, "_to_rgb", lambda f: decoded.append(f.pts) or real(f))
+    read_frames(src, 33, 2)
+    idx = packet_index(src)
+    assert decoded == list(idx.pts[33:35])
+    seen = []
+    real_numbered = video_io._numbered
+    monkeypatch.setattr(video_io, "_numbered", lambda frames, pos, last=-1: (
+        (seen.append(i) or (i, f)) for i, f in real_numbered(frames, pos, last)))
+    read_frames(src, 33, 2)
+    assert min(seen) >= 20  # decoding began near the keyframe of frame 30, not at frame 0
+
+
+@pytest.mark.parametrize("suffix, fmt, options", [(".mkv", "matroska", {}), (".webm", "webm", {}),
+                                                  (".mp4", "mp4", {"movflags": "faststart"}), (".y4m", None, {})])
+@pytest.mark.parametrize("keep", [0.6, 0.95])
+def test_truncated_source_is_refused(tmp_path, suffix, fmt, options, keep):
+    """A cut-off copy is refused with 'truncated' instead of being read as a shorter video (issue 16.4)."""
+    frames = _ramp(40, 64, 96)
+    full = tmp_path / f"full{suffix}"
+    if fmt is None:
+        write_video(full, frames, 25)
+    elif fmt == "webm":
+        _mux(full, fmt, frames, codec="libvpx-vp9")
+    else:
+        _mux(full, fmt, frames, options=options)
+    assert probe(full).frame_count == 40
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(VideoError, match="truncated"):
+        probe(cut)
+
+
+def test_complete_files_with_longer_audio_are_not_truncated(tmp_path):
+    """Audio running on after the video (segment duration > video duration) is not a truncation."""
+    for suffix, fmt in ((".mkv", "matroska"), (".mp4", "mp4"), (".ts", "mpegts")):
+        src = _mux(tmp_path / f"av{suffix}", fmt, _ramp(20, 32, 48), audio_s=2.0)
+        assert probe(src).frame_count == 20
+        assert len(read_frames(src)) == 20
