@@ -1,0 +1,58 @@
+"""RGB ↔ 4:2:0 YCbCr in integers (full-range BT.601: Y is exactly the luma PSNR-Y measures).
+
+Planes are int64 in 1/16 code-value units, centred on 0 (Y - 128, Cb - 128, Cr - 128); chroma at
+half resolution (ceil). The decoder's `planes_to_rgb` is pure integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FRAC = 4  # planes carry 4 fractional bits
+_ONE = 1 << FRAC
+
+
+def _down2(x: torch.Tensor) -> torch.Tensor:
+    """(T, H, W) int64 → (T, ceil(H/2), ceil(W/2)): rounded 2×2 means, odd edges replicated."""
+    if x.shape[-2] % 2:
+        x = torch.cat([x, x[:, -1:]], 1)
+    if x.shape[-1] % 2:
+        x = torch.cat([x, x[:, :, -1:]], 2)
+    s = x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]
+    return (s + 2) >> 2
+
+
+def up2(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, h, w) int64 → (T, H, W), H <= 2h, W <= 2w: bilinear [1, 3, 3, 1]/4, edges replicated, each 1-D
+    pass rounded."""
+    for dim, n_out in ((1, size[0]), (2, size[1])):
+        n = x.shape[dim]
+        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+        even, odd = (3 * x + prev + 2) >> 2, (3 * x + nxt + 2) >> 2
+        x = torch.stack([even, odd], dim + 1).flatten(dim, dim + 1).narrow(dim, 0, n_out)
+    return x
+
+
+def rgb_to_planes(frames_THWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 RGB (T, H, W, 3) → Y (T, H, W), Cb, Cr (T, ceil(H/2), ceil(W/2)) int64, 1/16 units, centred."""
+    r, g, b = (frames_THWC[..., i].to(torch.int64) for i in range(3))
+    sh = 16 - FRAC
+    half = 1 << (sh - 1)
+    y = ((19595 * r + 38470 * g + 7471 * b + half) >> sh) - (128 << FRAC)
+    cb = (-11059 * r - 21709 * g + 32768 * b + half) >> sh
+    cr = (32768 * r - 27439 * g - 5329 * b + half) >> sh
+    return y, _down2(cb), _down2(cr)
+
+
+def planes_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """Inverse of rgb_to_planes (chroma upsampled bilinearly) → uint8 (T, H, W, 3)."""
+    _, h, w = y.shape
+    cb, cr = up2(cb, (h, w)), up2(cr, (h, w))
+    yy = (y + (128 << FRAC)) << 16
+    half = 1 << (15 + FRAC)
+    r = yy + 91881 * cr
+    g = yy - 22554 * cb - 46802 * cr
+    b = yy + 116130 * cb
+    rgb = torch.stack([r, g, b], -1)
+    return ((rgb + half) >> (16 + FRAC)).clamp(0, 255).to(torch.uint8)

@@ -1,0 +1,164 @@
+"""The multi-scale autoregressive context model (ARM) over the latent grids (wavelet sub-bands).
+
+A coefficient is predicted from N_FEATURES integers (see `band_features`): its parent band's 3×3
+neighbourhood one level coarser, its N/S/W/E in the same band (second checkerboard pass only), the
+co-located coefficients of the sibling bands coded before it, of luma and Cb (chroma), and of the
+GOP's low temporal frame, plus magnitude sums and flags. Every (band, temporal group, pass) is one
+vectorised step, so the decoder never waits on a single symbol.
+
+The ARM is an MLP (N_FEATURES → hidden → hidden (+residual) → 2) giving the mean μ and a spread index
+s. Decoding runs it on integers: weights and biases in 2^-8 units, float64 matmuls of integer-valued
+operands whose partial sums stay below 2^53 (so exact and order-independent), floor shifts between
+layers. Fitting (per GOP) uses the float twin and `laplace_bits`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.latent import tables
+
+N_FEATURES = 27
+W_BITS = 8  # ARM weights/biases in 2^-8 units (first-layer weights in 2^-W1_BITS: inputs can be large)
+W1_BITS = 12
+CTX_CLAMP = 4095  # context values are clamped to ±4095, sums of magnitudes to 4·4095
+ACT_CLAMP = 1 << 24  # hidden activations (2^-8 units) are clamped to [0, 2^24]
+_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def _shift(x: torch.Tensor, di: int, dj: int) -> torch.Tensor:
+    """x[..., i + di, j + dj] with zeros outside (x: (..., h, w))."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    si, sj = slice(max(di, 0), h + min(di, 0)), slice(max(dj, 0), w + min(dj, 0))
+    ti, tj = slice(max(-di, 0), h + min(-di, 0)), slice(max(-dj, 0), w + min(-dj, 0))
+    out[..., ti, tj] = x[..., si, sj]
+    return out
+
+
+def _fit(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Crop or edge-pad the last two dims of x to (h, w)."""
+    x = x[..., :h, :w]
+    if x.shape[-2] < h:
+        x = torch.cat([x, x[..., -1:, :].expand(*x.shape[:-2], h - x.shape[-2], x.shape[-1])], -2)
+    if x.shape[-1] < w:
+        x = torch.cat([x, x[..., -1:].expand(*x.shape[:-1], w - x.shape[-1])], -1)
+    return x
+
+
+def second_pass(h: int, w: int) -> torch.Tensor:
+    """(h, w) bool: True where (i + j) is odd (the second checkerboard pass)."""
+    return (torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == 1
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    """What the features say about a band besides its values."""
+
+    orient: int
+    level: int
+    chroma: bool
+    high_group: bool  # temporal frames 1.. (0 = the low frame)
+    t_level: int  # temporal band level of the first frame of the group (0 = low)
+
+
+def band_features(cur: torch.Tensor, info: BandInfo, parent: torch.Tensor | None = None,
+                  siblings: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+                  cross: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+                  tparent: torch.Tensor | None = None, t_levels: torch.Tensor | None = None) -> torch.Tensor:
+    """Features of every coefficient of `cur` (n, h, w) → (n, h, w, N_FEATURES), same dtype.
+
+    parent (n, h', w'): the coarser band (nearest-upsampled 3×3 neighbourhood); siblings: the same
+    level's bands coded before (co-located); cross: luma and Cb co-located bands (chroma only);
+    tparent (1, h, w): the low temporal frame's band (high group only); t_levels (n,) per-frame level.
+    Same-band N/S/W/E are zero except at second-pass positions (whose four neighbours are first-pass).
+    """
+    n, h, w = cur.shape
+    zero = torch.zeros_like(cur)
+    cols: list[torch.Tensor] = []
+    if parent is not None and parent.numel():
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                p = _shift(parent, di, dj).repeat_interleave(2, -2).repeat_interleave(2, -1)
+                cols.append(_fit(p, h, w))
+    else:
+        cols += [zero] * 9
+    second = second_pass(h, w).to(cur.dtype)
+    cols += [_shift(cur, di, dj) * second for di, dj in _CROSS]
+    cols += [zero if s is None else _fit(s, h, w).expand(n, h, w) for s in siblings]
+    cols += [zero if c is None else _fit(c, h, w).expand(n, h, w) for c in cross]
+    cols.append(zero if tparent is None else tparent.expand(n, h, w))
+    f = torch.stack(cols, -1).clamp(-CTX_CLAMP, CTX_CLAMP)
+    a = f.abs()
+    tl = t_levels.to(cur.dtype).view(n, 1, 1).expand(n, h, w) if t_levels is not None else zero
+    extra = [a[..., 0:9].sum(-1), a[..., 9:13].sum(-1), second.expand(n, h, w),
+             torch.full_like(cur, float(info.high_group)), torch.full_like(cur, float(info.chroma)),
+             torch.full_like(cur, float(info.orient == 0)), torch.full_like(cur, float(info.orient == 3)),
+             torch.full_like(cur, float(info.level)), tl]
+    return torch.cat([f, torch.stack(extra, -1)], -1)
+
+
+class ARM(nn.Module):
+    """Float ARM for fitting: features (..., N_FEATURES) → μ (...), spread index s (...)."""
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.hidden = hidden
+        self.l1 = nn.Linear(N_FEATURES, hidden)
+        self.l2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 2)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.copy_(torch.tensor([0.0, 20.0]))
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.l1(f))
+        h = torch.relu(self.l2(h)) + h
+        o = self.out(h)
+        return o[..., 0], o[..., 1]
+
+    def _params(self) -> list[torch.Tensor]:
+        return [self.l1.weight, self.l1.bias, self.l2.weight, self.l2.bias, self.out.weight, self.out.bias]
+
+    def quantized(self) -> list[torch.Tensor]:
+        """Integer parameters, int64: W1 (2^-12 units), b1, W2, b2, W3, b3 (2^-8 units), each within ±2^15."""
+        bits = [W1_BITS] + [W_BITS] * 5
+        return [torch.round(p.detach().double() * (1 << b)).clamp(-(1 << 15), 1 << 15).to(torch.int64)
+                for p, b in zip(self._params(), bits)]
+
+    def load_quantized(self, q: list[torch.Tensor]) -> None:
+        bits = [W1_BITS] + [W_BITS] * 5
+        with torch.no_grad():
+            for p, v, b in zip(self._params(), q, bits):
+                p.copy_(v.double().reshape(p.shape) / (1 << b))
+
+
+def arm_int(f: torch.Tensor, q: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer ARM. f (n, N_FEATURES) integer-valued; q = ARM.quantized() →
+    (mu_int, frac 0..7, spread 0..S-1), each (n,) int64. Bit-exact on any machine."""
+    w1, b1, w2, b2, w3, b3 = (v.double() for v in q)
+    one = float(1 << W_BITS)
+    h1 = torch.floor((f.double() @ w1.T + b1 * 16.0) / 16.0).clamp(0, ACT_CLAMP)  # 2^-8 units
+    h2 = torch.floor((h1 @ w2.T + b2 * one) / one).clamp(0, ACT_CLAMP) + h1
+    h2 = h2.clamp(0, ACT_CLAMP)
+    o = torch.floor((h2 @ w3.T + b3 * one) / one).to(torch.int64)  # 2^-8 units
+    mu_q = o[:, 0].clamp(-(1 << (15 + W_BITS)), 1 << (15 + W_BITS)) + (1 << (W_BITS - 4))  # round to 1/8
+    mu_int = mu_q >> W_BITS
+    frac = (mu_q - (mu_int << W_BITS)) >> (W_BITS - 3)
+    spread = ((o[:, 1] + (1 << (W_BITS - 1))) >> W_BITS).clamp(0, tables.N_SPREAD - 1)
+    return mu_int, frac, spread
+
+
+def laplace_bits(z: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Bits of integer-valued z under the tables' discrete Laplace P(y) ∝ r^|y - μ|, r = q_s^8, with the
+    spread index s continuous (fitting only; the range limit ±E is ignored)."""
+    s = s.clamp(0, tables.N_SPREAD - 1)
+    d = (tables.D0 / tables.ONE) * torch.exp(s * math.log(tables.RATIO_Q16 / 65536.0))
+    log_r = 8.0 * torch.log1p(-d)  # < 0
+    f = mu - torch.floor(mu)
+    log_z = torch.logaddexp(f * log_r, (1 - f) * log_r) - torch.log1p(-torch.exp(log_r))
+    return ((z - mu).abs() * -log_r + log_z) / math.log(2.0)

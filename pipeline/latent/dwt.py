@@ -1,0 +1,119 @@
+"""Integer lifting wavelets: CDF 9/7 (space) and LeGall 5/3 (time), multi-level, Mallat layout.
+
+Every lifting step is x += (c · (a + b) + 2^13) >> 14 with c in Q14 and symmetric extension at the
+edges, on int64 tensors: the inverse undoes the forward exactly and every machine computes the same
+integers. Low band first along a dimension (ceil(n/2) samples), high band after it.
+Un-normalised lifting: the synthesis basis norms of each band are in `NORM_Q16` (committed constants,
+so quantiser steps derived from them are integers on every machine).
+"""
+
+from __future__ import annotations
+
+import torch
+
+Q = 14
+CDF97 = (-25987, -868, 14465, 7266)  # α, β, γ, δ in Q14 (-1.586134, -0.052980, 0.882911, 0.443507)
+LEGALL53 = (-8192, 4096)  # -1/2, 1/4
+# L2 norms (Q16) of the 1-D synthesis basis functions of the un-normalised lifting, per level j = 1, 2, ...:
+# (low, high) of a band after j analysis levels; an impulse of 2^24 run through the integer inverse on a
+# 1024-sample signal (tests/test_latent_dwt.py re-measures them). A 2-D/3-D band's norm is their product.
+NORM97_Q16 = ((74698, 58147), (87935, 64452), (102145, 76822), (117790, 89815), (135528, 103772),
+              (155846, 119460), (179182, 137387), (208449, 165822))
+NORM53_Q16 = ((80265, 55561), (108679, 62924), (151939, 82532), (214249, 114322), (302772, 160817))
+MAX_SPATIAL_LEVELS = len(NORM97_Q16)
+MAX_TEMPORAL_LEVELS = len(NORM53_Q16)  # GOPs of up to 32 frames
+
+
+def _lift_1d(x: torch.Tensor, dim: int, coefs: tuple[int, ...], inverse: bool) -> torch.Tensor:
+    """One level along `dim` of length n: forward: interleaved samples → [low | high];
+    inverse: [low | high] → interleaved."""
+    x = x.movedim(dim, -1)
+    n = x.shape[-1]
+    if n < 2:
+        return x.movedim(-1, dim)
+    n_lo = (n + 1) // 2
+    if inverse:
+        s, d = x[..., :n_lo].clone(), x[..., n_lo:].clone()
+    else:
+        s, d = x[..., 0::2].clone(), x[..., 1::2].clone()
+    n_hi = d.shape[-1]
+    half = 1 << (Q - 1)
+    # d[i] sits between s[i] and s[i+1] (mirror: s[n_lo] := s[n_lo - 1] when n is even... see below)
+    # s[i] sits between d[i-1] and d[i] (mirror: d[-1] := d[0]; d[n_hi] := d[n_hi - 1])
+    idx_s_right = torch.arange(n_hi) + 1
+    idx_s_right[idx_s_right >= n_lo] = n_lo - 1
+    idx_d_left = torch.arange(n_lo) - 1
+    idx_d_left[0] = 0
+    idx_d_right = torch.arange(n_lo)
+    idx_d_right[idx_d_right >= n_hi] = n_hi - 1
+    steps = list(enumerate(coefs))
+    if inverse:
+        steps.reverse()
+    for i, c in steps:
+        if i % 2 == 0:  # predict: update d from s
+            upd = (c * (s[..., :n_hi] + s[..., idx_s_right]) + half) >> Q
+            d = d - upd if inverse else d + upd
+        else:  # update: s from d
+            upd = (c * (d[..., idx_d_left] + d[..., idx_d_right]) + half) >> Q
+            s = s - upd if inverse else s + upd
+    if inverse:
+        out = torch.empty_like(x)
+        out[..., 0::2] = s
+        out[..., 1::2] = d
+    else:
+        out = torch.cat([s, d], -1)
+    return out.movedim(-1, dim)
+
+
+def low_size(n: int, levels: int) -> int:
+    for _ in range(levels):
+        n = (n + 1) // 2
+    return n
+
+
+def dwt2(x: torch.Tensor, levels: int, inverse: bool = False) -> torch.Tensor:
+    """Multi-level 2-D CDF 9/7 on the last two dims of int64 x (Mallat layout). inverse=True undoes it."""
+    h, w = x.shape[-2:]
+    sizes = [(low_size(h, j), low_size(w, j)) for j in range(levels)]
+    x = x.clone()
+    order = range(levels - 1, -1, -1) if inverse else range(levels)
+    for j in order:
+        hh, ww = sizes[j]
+        blk = x[..., :hh, :ww]
+        if inverse:
+            blk = _lift_1d(_lift_1d(blk, -1, CDF97, True), -2, CDF97, True)
+        else:
+            blk = _lift_1d(_lift_1d(blk, -2, CDF97, False), -1, CDF97, False)
+        x[..., :hh, :ww] = blk
+    return x
+
+
+def dwt_t(x: torch.Tensor, levels: int, inverse: bool = False) -> torch.Tensor:
+    """Multi-level LeGall 5/3 along dim 0 (time) of int64 x (T, ...): [L_J, H_J, ..., H_1]."""
+    t = x.shape[0]
+    sizes = [low_size(t, j) for j in range(levels)]
+    x = x.clone()
+    order = range(levels - 1, -1, -1) if inverse else range(levels)
+    for j in order:
+        x[: sizes[j]] = _lift_1d(x[: sizes[j]], 0, LEGALL53, inverse)
+    return x
+
+
+def t_levels(t: int) -> int:
+    """Temporal levels for a GOP of t frames: until one low frame is left."""
+    j = 0
+    while t > 1:
+        t = (t + 1) // 2
+        j += 1
+    return j
+
+
+def t_band_level(t: int) -> list[int]:
+    """Per temporal index of the Mallat layout: 0 for the low frame, j for frames of band H_j."""
+    levels = t_levels(t)
+    out = [0] * t
+    for j in range(1, levels + 1):
+        lo, hi = low_size(t, j), low_size(t, j - 1)
+        for i in range(lo, hi):
+            out[i] = j
+    return out

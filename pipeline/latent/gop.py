@@ -1,0 +1,135 @@
+"""One GOP of the latent codec: transform + quantise (encoder), the shared coding walk, reconstruct.
+
+The walk (`steps`) is the single order both sides follow: for every layer, plane and band, the low
+temporal frame then the high ones, each in two checkerboard passes. Encoder and decoder call
+`step_features` on the same values, so they compute the same integer ARM outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.latent import dwt
+from pipeline.latent.bands import Band, Geometry
+from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
+from pipeline.latent.context import BandInfo, band_features, second_pass
+
+RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
+RHO_LL_Q8 = 128
+
+
+@dataclass(frozen=True)
+class Step:
+    band: Band
+    frames: slice  # temporal indices (Mallat order)
+    second: bool  # checkerboard pass
+
+
+def steps(geo: Geometry, layer: int) -> Iterator[Step]:
+    groups = [slice(0, 1)] + ([slice(1, geo.frames)] if geo.frames > 1 else [])
+    for b in geo.layer_bands(layer):
+        if b.shape[0] == 0 or b.shape[1] == 0:
+            continue
+        for g in groups:
+            yield Step(b, g, False)
+            yield Step(b, g, True)
+
+
+def band_view(q: list[torch.Tensor], b: Band) -> torch.Tensor:
+    """The band's (T, h, w) view of the quantised planes (writes go through)."""
+    return q[b.plane][:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]]
+
+
+def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                                     torch.Tensor]:
+    """(features (n, N_FEATURES) float64, flat positions (n,) in the band's (frames, h, w) group) of a step."""
+    b, fr = st.band, st.frames
+    cur = band_view(q, b)[fr]
+    par = geo.parent(b)
+    sib: list[torch.Tensor | None] = [None, None]
+    for i, o in enumerate(range(1, b.orient)):
+        s = geo.find(b.plane, o, b.layer)
+        sib[i] = band_view(q, s)[fr] if s is not None and min(s.shape) > 0 else None
+    cross: list[torch.Tensor | None] = [None, None]
+    for i, p in enumerate(range(b.plane)):
+        c = geo.find(p, b.orient, b.layer)
+        cross[i] = band_view(q, c)[fr] if c is not None and min(c.shape) > 0 else None
+    tpar = band_view(q, b)[0:1] if fr.start > 0 else None
+    info = BandInfo(b.orient, b.level, b.plane > 0, fr.start > 0, 0)
+    f = band_features(cur.double(), info, band_view(q, par)[fr].double() if par is not None else None,
+                      tuple(None if s is None else s.double() for s in sib),
+                      tuple(None if c is None else c.double() for c in cross),
+                      None if tpar is None else tpar.double(), t_levels[fr])
+    mask = second_pass(*b.shape).expand(cur.shape)
+    if not st.second:
+        mask = ~mask
+    pos = torch.nonzero(mask.reshape(-1)).squeeze(1)
+    return f.reshape(-1, f.shape[-1])[pos], pos
+
+
+def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list[int]]:
+    """Quantiser step (1/256 coefficient units) per (band index, temporal index): the luma step (1/256 of
+    a 1/16 code value) divided by the band's synthesis norm; chroma steps scaled by chroma_step_q2 / 4."""
+    tj = dwt.t_levels(geo.frames)
+    tl = dwt.t_band_level(geo.frames)
+    out = []
+    for b in geo.bands:
+        lo_hi = dwt.NORM97_Q16[b.level - 1]
+        nr = lo_hi[0] if b.orient in (0, 1) else lo_hi[1]
+        nc = lo_hi[0] if b.orient in (0, 2) else lo_hi[1]
+        per_t = []
+        for t in range(geo.frames):
+            nt = 1 << 16 if tj == 0 else (dwt.NORM53_Q16[tj - 1][0] if tl[t] == 0 else dwt.NORM53_Q16[tl[t] - 1][1])
+            s = (step_q8 << 48) // (nt * nr * nc)
+            if b.plane:
+                s = s * chroma_step_q2 // 4
+            per_t.append(max(1, s))
+        out.append(per_t)
+    return out
+
+
+def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch.Tensor]:
+    """Per plane (T, h, w) int64 quantiser steps laid out like the coefficients."""
+    st = band_steps_q8(geo, step_q8, chroma_step_q2)
+    out = []
+    for p in range(3):
+        h, w = geo.plane_shape(p)
+        out.append(torch.ones((geo.frames, h, w), dtype=torch.int64))
+    for bi, b in enumerate(geo.bands):
+        v = torch.tensor(st[bi], dtype=torch.int64).view(-1, 1, 1)
+        band_view(out, b)[:] = v
+    return out
+
+
+def analyse(frames_THWC: torch.Tensor, geo: Geometry) -> list[torch.Tensor]:
+    """RGB frames → per plane (T, h, w) int64 wavelet coefficients (Mallat layout in time and space)."""
+    planes = rgb_to_planes(frames_THWC)
+    tj = dwt.t_levels(geo.frames)
+    return [dwt.dwt2(dwt.dwt_t(x, tj), geo.plane_levels(p)) for p, x in enumerate(planes)]
+
+
+def quantise(coef: list[torch.Tensor], steps_q8: list[torch.Tensor], geo: Geometry) -> list[torch.Tensor]:
+    out = []
+    for p, (c, s) in enumerate(zip(coef, steps_q8)):
+        rho = torch.full_like(c, RHO_DETAIL_Q8)
+        for b in geo.bands:
+            if b.plane == p and b.orient == 0:
+                rho[:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]] = RHO_LL_Q8
+        mag = (c.abs() * 256 + ((rho * s) >> 8)) // s
+        out.append(torch.sign(c) * mag)
+    return out
+
+
+def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [torch.sign(x) * ((x.abs() * s + 128) >> 8) for x, s in zip(q, steps_q8)]
+
+
+def synthesise(coef: list[torch.Tensor], geo: Geometry) -> torch.Tensor:
+    """Per plane coefficients → uint8 RGB frames (T, H, W, 3). Integer only."""
+    tj = dwt.t_levels(geo.frames)
+    planes = [dwt.dwt_t(dwt.dwt2(c, geo.plane_levels(p), inverse=True), tj, inverse=True)
+              for p, c in enumerate(coef)]
+    return planes_to_rgb(*planes)
