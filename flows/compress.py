@@ -10,6 +10,12 @@ Modes (issue 8): "plain" codes every frame at the kept scales; "keyframe" codes 
 predicts the rest). The `video_id` is the hash of the source bytes whatever the mode, so a video already
 archived in one mode is skipped by a later job in the other ("already archived"); to change a video's
 mode, archive it into another `dest`.
+
+What the job report says about loss (issue 16.4): a source that is cut off (fewer frames than its container
+declares, `video_io.probe`) or empty *fails* with the reason, so nothing shorter than the source is committed
+silently; a committed video carries warnings when its source has audio or subtitles (not archived: only the
+first video stream is) or when its archive is larger than the source; files of a source folder/prefix that
+are not taken as video are listed as `ignored` with the reason.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class VideoOutcome:
     actor_busy_s: float = 0.0  # actor time spent on this video: planning + reading + encoding
     plan_s: float = 0.0  # of which GOP planning (decode at low resolution + colour distances)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # what of the source is not in the archive, size notes
 
 
 @dataclass
@@ -62,6 +69,7 @@ class JobReport:
     actors: int = 0
     seconds: float = 0.0  # whole job, wall clock
     startup_s: float = 0.0  # starting the actors (processes + model load), included in `seconds`
+    ignored: list[dict] = field(default_factory=list)  # {"source", "reason"}: files of a folder/prefix not taken
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -72,6 +80,7 @@ class JobReport:
             committed=by["committed"],
             skipped=by["skipped"],
             failed=by["failed"],
+            warned=[v for v in d["videos"] if v["warnings"]],
             frames=frames,
             fps=frames / self.seconds if self.seconds > 0 else 0.0,
             actor_fps=frames * max(1, self.actors) / busy if busy > 0 else 0.0,
@@ -110,10 +119,42 @@ def new_job_id(name: str | None = None) -> str:
 
 @task(name="list-sources", retries=2, retry_delay_seconds=2, retry_condition_fn=archive_ops.only_store_faults,
       cache_policy=NO_CACHE)
-def list_sources_task(sources: list[str], s3_endpoint: str | None) -> list[str]:
-    from flows.sources import list_sources
+def list_sources_task(sources: list[str], s3_endpoint: str | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sources, ignored files with the reason) of a job: `flows.sources.scan_sources`."""
+    from flows.sources import scan_sources
 
-    return list_sources(sources, s3_endpoint)
+    return scan_sources(sources, s3_endpoint)
+
+
+def source_warnings(source: str, s3_endpoint: str | None, source_bytes: int, archived_bytes: int) -> list[str]:
+    """What a committed video's archive lacks or costs compared with its source, one sentence each: audio,
+    subtitle and extra video streams (only the first video stream is archived), an archive larger than the
+    source. Reads only the source's headers (ranged reads on S3)."""
+    from flows.sources import open_source
+    from pipeline.video_io import stream_summary
+
+    out = []
+    try:
+        src = open_source(source, s3_endpoint)
+        try:
+            streams = stream_summary(src)
+        finally:
+            if hasattr(src, "close"):
+                src.close()
+    except Exception as exc:  # noqa: BLE001 - the video is committed; say what could not be checked
+        out.append(f"could not check the source for audio/subtitle streams ({_reason(exc)})")
+    else:
+        if streams.audio:
+            out.append(f"audio not archived: {len(streams.audio)} audio stream(s) ({', '.join(streams.audio)}) "
+                       "dropped; keep the source if the sound matters (its bytes count as saved)")
+        if streams.subtitle:
+            out.append(f"subtitles not archived: {len(streams.subtitle)} subtitle stream(s) dropped")
+        if len(streams.video) > 1:
+            out.append(f"only the first of {len(streams.video)} video streams archived")
+    if source_bytes and archived_bytes > source_bytes:
+        out.append(f"archive larger than the source: {archived_bytes} > {source_bytes} bytes "
+                   f"(x{archived_bytes / source_bytes:.2f}); keeping the source is cheaper")
+    return out
 
 
 @task(name="committed-videos", retries=2, retry_delay_seconds=2, retry_condition_fn=archive_ops.only_store_faults,
@@ -160,6 +201,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
                 progress.advance(ident.video_id, r.frame_count)
     archived = commit_video_task(dest, s3_endpoint, job_id, plan, results, n_keep, pool.model_id, pool.scales,
                                  pool.tile, mode, frame_scales)
+    warnings = source_warnings(ident.source, s3_endpoint, ident.size_bytes, archived)
     return VideoOutcome(
         source=ident.source,
         status="committed",
@@ -171,6 +213,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
         actor_busy_s=plan.plan_s + sum(r.busy_s for r in results),
         plan_s=plan.plan_s,
         seconds=time.perf_counter() - t0,
+        warnings=warnings,
     )
 
 
@@ -227,8 +270,10 @@ def compress(
     t0 = time.perf_counter()
     job_id = new_job_id(job)
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    files = list_sources_task(sources, s3_endpoint)
-    report = JobReport(job_id=job_id, dest=dest)
+    files, ignored = list_sources_task(sources, s3_endpoint)
+    report = JobReport(job_id=job_id, dest=dest, ignored=[{"source": f, "reason": r} for f, r in ignored])
+    for f, r in ignored:
+        logger.warning("ignored %s: %s", f, r)
     if not files:
         logger.warning("no video sources found under %s", sources)
         report.seconds = time.perf_counter() - t0
@@ -245,6 +290,8 @@ def compress(
         check_mode(mode, frame_scales, n_keep)
         todo, seen = [], set()
         for src, ident, err in pool.map([(f, IdentifyRequest(f)) for f in files]):
+            if err is None and ident.size_bytes == 0:  # would share one content hash with every empty file
+                err = ProGVCError(f"{src}: empty file (0 bytes); re-copy or re-export the source")
             if err is not None:
                 report.videos.append(VideoOutcome(source=src, status="failed", reason=_reason(err)))
                 _record_failure(logger, dest, s3_endpoint, job_id, src, None, _reason(err))
@@ -264,7 +311,10 @@ def compress(
             ]
             for ident, fut in futures:
                 try:
-                    report.videos.append(fut.result())
+                    outcome = fut.result()
+                    report.videos.append(outcome)
+                    for w in outcome.warnings:
+                        logger.warning("%s: %s", ident.source, w)
                 except Exception as exc:  # noqa: BLE001 - one video's failure must not stop the job
                     reason = _reason(exc)
                     logger.error("%s failed: %s", ident.source, reason)
@@ -280,25 +330,34 @@ def compress(
 
 
 def print_report(report: dict) -> None:
-    """The job report as a Rich table on the terminal."""
+    """The job report as a Rich table on the terminal, then its warnings and the ignored files, loudly."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"job {report['job_id']} -> {report['dest']}")
     for col in ("source", "status", "video_id", "frames", "bytes in -> out"):
         table.add_column(col, overflow="fold")
-    notes = any(v["reason"] for v in report["videos"])
+    notes = any(v["reason"] or v.get("warnings") for v in report["videos"])
     if notes:
         table.add_column("note", overflow="fold")
     for v in report["videos"]:
         sizes = f"{v['source_bytes']} -> {v['archived_bytes']}" if v["archived_bytes"] else str(v["source_bytes"] or "")
-        cells = [v["source"].rstrip("/").rsplit("/", 1)[-1], v["status"], v["video_id"] or "", str(v["frames"] or ""),
+        status = v["status"] + (" (!)" if v.get("warnings") else "")
+        cells = [v["source"].rstrip("/").rsplit("/", 1)[-1], status, v["video_id"] or "", str(v["frames"] or ""),
                  sizes]
-        table.add_row(*cells, *([v["reason"] or ""] if notes else []))
+        note = "; ".join([*([v["reason"]] if v["reason"] else []), *v.get("warnings", [])])
+        table.add_row(*cells, *([note] if notes else []))
     console = Console()
     console.print(table)
     console.print(
-        f"{len(report['committed'])} committed, {len(report['skipped'])} skipped, {len(report['failed'])} failed; "
+        f"{len(report['committed'])} committed, {len(report['skipped'])} skipped, {len(report['failed'])} failed"
+        f"{', ' + str(len(report.get('ignored', []))) + ' ignored' if report.get('ignored') else ''}; "
         f"{report['frames']} frames in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, "
         f"{report['actors']} actor(s), {report['startup_s']:.1f} s of it starting them)"
     )
+    for v in report["videos"]:
+        for w in v.get("warnings", []):
+            console.print(f"[bold yellow]WARNING[/] {escape(v['source'])}: {escape(w)}", soft_wrap=True)
+    for x in report.get("ignored", []):
+        console.print(f"[yellow]ignored[/] {escape(x['source'])}: {escape(x['reason'])}", soft_wrap=True)

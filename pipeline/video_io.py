@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -216,6 +217,34 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             size_bytes=Path(path).stat().st_size,
             rotation=rotation,
         )
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """The streams of a container by kind (codec names). Only the first video stream is ever archived."""
+
+    video: tuple[str, ...]
+    audio: tuple[str, ...]
+    subtitle: tuple[str, ...]
+    other: tuple[str, ...]  # data, attachments, unknown
+
+
+def stream_summary(src: str | os.PathLike | BinaryIO) -> StreamSummary:
+    """Which streams a source holds, from its headers only (no decoding). `src`: a path or a seekable binary
+    file (e.g. an S3 object read by ranges, `flows.sources.open_source`)."""
+    if isinstance(src, (str, os.PathLike)):
+        container = _open(src)
+    else:
+        try:
+            container = av.open(src, mode="r")
+        except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise VideoError(f"not a readable video container ({exc})") from exc
+    with container:
+        kinds: dict[str, list[str]] = {"video": [], "audio": [], "subtitle": [], "other": []}
+        for st in container.streams:
+            name = st.codec_context.name if st.codec_context is not None else (st.type or "unknown")
+            kinds[st.type if st.type in kinds else "other"].append(str(name))
+        return StreamSummary(*(tuple(kinds[k]) for k in ("video", "audio", "subtitle", "other")))
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
