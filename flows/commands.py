@@ -11,6 +11,80 @@ import json
 import os
 import sys
 
+from flows.cli import UsageError, quiet_console_tracebacks
+
+
+def _int_at_least(lo: int, what: str = ""):
+    """An argparse type: an integer >= `lo` (a bad value is a one-line usage error, exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use an integer >= {lo}{what}")
+        return value
+
+    return parse
+
+
+def _float_at_least(lo: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= lo:  # NaN too
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use a number >= {lo}")
+        return value
+
+    return parse
+
+
+SCALES_OR_ALL = _int_at_least(0, " (0 = all)")
+AT_LEAST_1 = _int_at_least(1)
+ACTORS = _int_at_least(0, " (0 = one per GPU, else one per CPU)")
+
+
+def _check_weights(spec: str | None, ray_address: str | None, origin: str) -> None:
+    """UsageError when `spec` names a weights file (a path or `*.pt`) that does not exist here, or a model id
+    the registry does not have. Skipped when actors run on a Ray cluster named by an address: the file or
+    model may exist only there."""
+    if not spec or ray_address:
+        return
+    if os.sep in spec or spec.endswith(".pt") or os.path.exists(spec):
+        if not os.path.isfile(spec):
+            what = "a directory, not a weights file" if os.path.isdir(spec) else "no such file"
+            raise UsageError(f"{origin} {spec}: {what}; pass an existing weights file or a model id "
+                             f"(`progvc models` lists them)")
+        return
+    try:
+        from pipeline import registry
+
+        models = registry.list_models()
+    except Exception:  # noqa: BLE001 - the registry itself will say what is wrong where the model loads
+        return
+    for m in models:
+        if m.model_id == spec and m.installed:
+            return
+        if m.model_id.endswith(":<seed>") and spec.startswith(m.model_id[: -len("<seed>")]):
+            return
+    raise UsageError(f"{origin} {spec}: {registry.missing_model_error(spec)}")
+
+
+def check_cron(cron: str) -> str:
+    """UsageError unless `cron` is a cron string Prefect accepts (checked with Prefect's own validator, after
+    `apply_environment`: importing Prefect reads the environment)."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    try:
+        return validate_cron_string(cron)
+    except (ValueError, TypeError, KeyError) as exc:
+        why = "" if str(exc).startswith("Invalid cron string") else f" ({exc})"
+        raise UsageError(f"--cron {cron!r}: not a valid cron schedule{why}; use five fields, e.g. "
+                         f"'0 2 * * *' (02:00 daily)") from None
+
 
 def _settings(args: argparse.Namespace):
     from pipeline.settings import Settings, apply_environment
@@ -23,10 +97,22 @@ def _settings(args: argparse.Namespace):
         "actors": getattr(args, "actors", None),
         "max_gop": getattr(args, "gop", None),
     }
-    s = Settings.from_env().override(**flags)
+    try:
+        s = Settings.from_env().override(**flags)
+    except ValueError as exc:  # a bad PROGVC_* environment variable
+        raise UsageError(str(exc)) from None
+    if getattr(args, "weights", None):
+        _check_weights(args.weights, s.ray_address, "--weights")
+    elif getattr(args, "command", None) in ("compress", "schedule") and s.weights:  # reserve ignores it
+        _check_weights(s.weights, s.ray_address, "PROGVC_WEIGHTS")
     if s.weights and os.path.exists(s.weights):  # actors may run elsewhere: hand them an absolute path
         s = s.override(weights=os.path.abspath(s.weights))
-    return apply_environment(s)
+    s = apply_environment(s)
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # Prefect's console handlers (every archive command runs a flow next) ...
+    quiet_console_tracebacks()  # ... print no tracebacks unless --verbose
+    return s
 
 
 def _add_common(p: argparse.ArgumentParser, model: bool = False, weights_help: str | None = None) -> None:
@@ -120,6 +206,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     s = _settings(args)
+    check_cron(args.cron)
     from flows.deploy import serve_compress
 
     serve_compress(
@@ -143,7 +230,7 @@ def _add_mode(p: argparse.ArgumentParser) -> None:
                    help="plain: every frame at every kept scale (default); keyframe: each GOP's keyframe at every "
                         "kept scale, the other frames at scales 1..--frame-scales only (finer ones predicted when "
                         "re-served). A video already archived (same content, either mode) is skipped")
-    p.add_argument("--frame-scales", type=int, metavar="K",
+    p.add_argument("--frame-scales", type=AT_LEAST_1, metavar="K",
                    help="keyframe mode: scales coded for the frames after each GOP's keyframe (1..scales kept)")
 
 
@@ -151,11 +238,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="compress videos (files, folders, s3:// prefixes) into an archive")
     p.add_argument("sources", nargs="+", metavar="SRC", help="video file, folder or s3://bucket/prefix")
     p.add_argument("--dest", required=True, help="archive root: local folder or s3://bucket/prefix")
-    p.add_argument("--scales", type=int, help="store only the first K scale layers (default: all)")
+    p.add_argument("--scales", type=SCALES_OR_ALL, help="store only the first K scale layers (default: all)")
     p.add_argument("--job", help="job name (default: job-<UTC time>)")
-    p.add_argument("--actors", type=int, help="codec actors (default: one per GPU, else per CPU)")
-    p.add_argument("--gop", type=int, help="maximum GOP length in frames (default 16)")
-    p.add_argument("--threshold", type=float, default=None, help="keyframe colour distance, mean ΔE (default 10)")
+    p.add_argument("--actors", type=ACTORS, help="codec actors (default: one per GPU, else per CPU)")
+    p.add_argument("--gop", type=AT_LEAST_1, help="maximum GOP length in frames (default 16)")
+    p.add_argument("--threshold", type=_float_at_least(0.0), default=None,
+                   help="keyframe colour distance, mean ΔE (default 10)")
     p.add_argument("--quality", action="store_true",
                    help="also measure PSNR-Y/MS-SSIM at every scale count (slower; shown by `savings`)")
     _add_mode(p)
@@ -176,20 +264,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reserve", help="re-serve a video from its first K scale layers to MP4/Y4M")
     p.add_argument("dest", help="archive root")
     p.add_argument("video_id")
-    p.add_argument("--scales", type=int, required=True, help="number of scale layers to read (K)")
+    p.add_argument("--scales", type=AT_LEAST_1, required=True, help="number of scale layers to read (K)")
     p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
     p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
                    help="how the untransmitted fine scales are filled (default: argmax prediction)")
     p.add_argument("--seed", type=int, default=0, help="seed for --predict sample (GOP g uses seed + g, as "
                    "`progvc decode` does)")
-    p.add_argument("--actors", type=int, help="codec actors decoding in parallel (default: up to 2)")
+    p.add_argument("--actors", type=ACTORS, help="codec actors decoding in parallel (default: up to 2)")
     _add_common(p, model=True, weights_help="force a weights file or model id (default: the model the archived "
                 "stream names, found by its id in models/ or PROGVC_MODELS_DIR)")
     p.set_defaults(func=cmd_reserve)
 
     p = sub.add_parser("prune", help="delete fine scale layers, keeping the first K")
     p.add_argument("dest", help="archive root")
-    p.add_argument("--keep-scales", type=int, required=True)
+    p.add_argument("--keep-scales", type=AT_LEAST_1, required=True)
     p.add_argument("--video", help="only this video id (default: every video)")
     _add_common(p)
     p.set_defaults(func=cmd_prune)
@@ -199,8 +287,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dest", required=True)
     p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default: nightly at 02:00)")
     p.add_argument("--name", default="nightly-compress", help="deployment name")
-    p.add_argument("--scales", type=int)
-    p.add_argument("--actors", type=int)
+    p.add_argument("--scales", type=SCALES_OR_ALL)
+    p.add_argument("--actors", type=ACTORS)
     p.add_argument("--run-once", action="store_true", help="register, trigger one run, serve until it finishes")
     _add_mode(p)
     _add_common(p, model=True)
