@@ -23,28 +23,45 @@ from pipeline.latent import gop as G
 from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
 from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
-from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level
+from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
+from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals
+from pipeline.latent.tables import N_SPREAD
 
 MODEL_ID = "latent-v1"
 FAMILY = "latent"
 LEVELS = 6  # spatial levels J: 7 layers, LL at 1/64
 PARAM_VERSION = 1
 PREDICT_MODES = ("argmax", "sample", "none")
+MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
+MOTION_LAMBDA_PER_STEP = 4.0
+
+
+def _best_spread(y: torch.Tensor) -> int:
+    """The table spread (frac 0) coding `y` in the fewest bits."""
+    if not len(y):
+        return 0
+    yy = y.numpy()
+    z = np.zeros(len(yy), dtype=np.int64)
+    return int(np.argmin([table_bits(yy, z, np.full(len(yy), s)) for s in range(N_SPREAD)]))
 
 
 @dataclass(frozen=True)
 class Effort:
+    """Encoder work per GOP: ARM fitting steps, the ARM widths tried (the encoder keeps the one with the
+    fewest total bits, parameters included), the parameter precisions tried."""
+
     name: str
     arm_steps: int
-    hidden: int
+    hiddens: tuple[int, ...]
     batch: int = 1 << 16
 
 
 EFFORTS = {
-    "fast": Effort("fast", 300, 8),
-    "medium": Effort("medium", 1000, 12),
-    "slow": Effort("slow", 3000, 16),
+    "fast": Effort("fast", 300, (6,)),
+    "medium": Effort("medium", 800, (4, 10)),
+    "slow": Effort("slow", 2000, (4, 8, 16)),
 }
+PRECISIONS = ((8, 5), (9, 6), (10, 7), (12, 8))  # (w1_bits, w_bits) tried for the ARM parameters
 EFFORT_CODES = {"fast": 0, "medium": 1, "slow": 2}
 
 
@@ -63,32 +80,42 @@ class GopParams:
     chroma_step_q2: int
     effort: int
     hidden: int
+    block: int  # motion block side (luma pixels)
+    mv_spread: tuple[int, int]  # table spread of motion modes and of vector residuals
+    w1_bits: int  # ARM first-layer weights in 2^-w1_bits units
+    w_bits: int  # other ARM weights in 2^-w_bits units
     arm: list[torch.Tensor]
 
     def to_bytes(self) -> bytes:
-        flat = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden]
-        for t in self.arm:
-            flat += [int(v) for v in t.reshape(-1)]
-        return pack_ints(flat)
+        """pack_ints(head fields, 6 ARM tensor spreads, blob length) + blob (the ARM tensors range-coded)."""
+        spreads = [_best_spread(t.reshape(-1)) for t in self.arm]
+        enc = SymbolEncoder()
+        for t, sp in zip(self.arm, spreads):
+            y = t.reshape(-1).numpy()
+            enc.encode(y, np.zeros(len(y), dtype=np.int64), np.full(len(y), sp, dtype=np.int64))
+        blob = enc.finish()
+        head = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden, self.block,
+                *self.mv_spread, self.w1_bits, self.w_bits, *spreads, len(blob)]
+        return pack_ints(head) + blob
 
     @classmethod
     def parse(cls, data: bytes) -> tuple[GopParams, int]:
         vals, end = unpack_ints(data, 0)
-        if len(vals) < 5 or vals[0] != PARAM_VERSION:
+        if len(vals) != 17 or vals[0] != PARAM_VERSION:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
-        hidden = vals[4]
-        if not 1 <= hidden <= 64 or vals[1] < 1 or not 4 <= vals[2] <= 64:
+        hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
+        if (not 1 <= hidden <= 64 or vals[1] < 1 or not 4 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
+                or not all(0 <= v < N_SPREAD for v in vals[6:8] + vals[10:16]) or not 8 <= w1_bits <= 14
+                or not 2 <= w_bits <= 12 or end + vals[16] > len(data)):
             raise ValueError("parameter block fields out of range")
         shapes = [(hidden, N_FEATURES), (hidden,), (hidden, hidden), (hidden,), (2, hidden), (2,)]
-        need = sum(math.prod(s) for s in shapes)
-        if len(vals) != 5 + need:
-            raise ValueError(f"parameter block holds {len(vals) - 5} ARM values, expected {need}")
-        arm, o = [], 5
-        for s in shapes:
-            n = math.prod(s)
-            arm.append(torch.tensor(vals[o : o + n], dtype=torch.int64).reshape(s))
-            o += n
-        return cls(vals[1], vals[2], vals[3], hidden, arm), end
+        dec = SymbolDecoder(data[end : end + vals[16]])
+        arm = []
+        for shp, sp in zip(shapes, vals[10:16]):
+            n = math.prod(shp)
+            y = dec.decode(np.zeros(n, dtype=np.int64), np.full(n, sp, dtype=np.int64))
+            arm.append(torch.from_numpy(y).reshape(shp))
+        return cls(vals[1], vals[2], vals[3], hidden, block, (vals[6], vals[7]), w1_bits, w_bits, arm), end + vals[16]
 
 
 def _crc(values: list[np.ndarray]) -> int:
@@ -129,11 +156,19 @@ class LatentCodec:
 
     # ---- encoder ---------------------------------------------------------------------------------------
 
-    def fit_arm(self, feats: torch.Tensor, target: torch.Tensor) -> ARM:
+    def motion_block(self, step_q8: int) -> int:
+        """Motion block side: 16 at fine steps, 32 at coarse ones (vectors cost more than they save there)."""
+        return 16 if step_q8 <= MOTION_BLOCK16_MAX_STEP_Q8 else 32
+
+    def motion_lambda(self, step_q8: int) -> float:
+        """Vector-smoothness weight of the motion search (SAD code values per quarter-pel of deviation)."""
+        return MOTION_LAMBDA_PER_STEP * step_q8 / (16 * 256)
+
+    def fit_arm(self, feats: torch.Tensor, target: torch.Tensor, hidden: int) -> ARM:
         """Fit the ARM (float twin) to the GOP's latents: minimise their code length (bits)."""
         torch.manual_seed(self.seed)
         e = self.effort
-        arm = ARM(e.hidden)
+        arm = ARM(hidden)
         opt = torch.optim.Adam(arm.parameters(), lr=1e-2)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / e.arm_steps)))
         n = len(target)
@@ -147,6 +182,23 @@ class LatentCodec:
             opt.step()
             sched.step()
         return arm
+
+    def _choose_arm(self, feats: torch.Tensor, target: torch.Tensor, base: GopParams) -> GopParams:
+        """Fit an ARM per width the effort allows, quantise it at each precision, and keep the candidate
+        with the fewest bits (parameter block + latents under the integer ARM)."""
+        f64, tgt = feats.double(), target.to(torch.int64)
+        best, best_bits = None, math.inf
+        for hidden in self.effort.hiddens:
+            arm = self.fit_arm(feats, target, hidden)
+            for w1, wb in PRECISIONS:
+                cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.mv_spread,
+                                 w1, wb, arm.quantized(w1, wb))
+                mu, frac, spread = arm_int(f64, cand.arm, w1, wb)
+                bits = table_bits((tgt - mu).numpy(), frac.numpy(), spread.numpy()) + 8 * len(cand.to_bytes())
+                if bits < best_bits:
+                    best, best_bits = cand, bits
+        assert best is not None
+        return best
 
     def encode_gop(self, frames_THWC: np.ndarray, scales: int | None = None, gop_index: int = 0,
                    frame_scales: int | None = None, generation: str = "auto") -> EncodedGop:
@@ -163,7 +215,12 @@ class LatentCodec:
         geo = Geometry(x.shape[0], x.shape[1], x.shape[2], self.levels)
         step_q8 = step_for_quality(self.quality)
         steps_t = G.step_tensors(geo, step_q8, self.chroma_step_q2)
-        q = G.quantise(G.analyse(torch.from_numpy(x), geo), steps_t, geo)
+        block = self.motion_block(step_q8)
+        coef, fields = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8))
+        q = G.quantise(coef, steps_t, geo)
+        mv_syms = field_symbols(fields)
+        mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
+                          for k in (0, 1))
         t_lv = torch.tensor(t_band_level(geo.frames))
         walk = [(m, st) for m in range(k_max) for st in G.steps(geo, m)]
         feats, targets = [], []
@@ -173,14 +230,19 @@ class LatentCodec:
             targets.append(G.band_view(q, st.band)[st.frames].reshape(-1)[pos])
         all_f = torch.cat(feats).float()
         all_t = torch.cat(targets).float()
-        arm = self.fit_arm(all_f, all_t)
-        params = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], self.effort.hidden,
-                           arm.quantized())
+        base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, mv_spread, 0, 0, [])
+        params = self._choose_arm(all_f, all_t, base)
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
         bits = [0.0] * k_max
+        for cls_, v in mv_syms:  # motion first, in layer 1
+            y = v.numpy()
+            z = np.zeros(len(y), dtype=np.int64)
+            sp = np.full(len(y), mv_spread[cls_], dtype=np.int64)
+            encs[0].encode(y, z, sp)
+            bits[0] += table_bits(y, z, sp)
         for (m, _st), f, tg in zip(walk, feats, targets):
-            mu, frac, spread = arm_int(f, params.arm)
+            mu, frac, spread = arm_int(f, params.arm, params.w1_bits, params.w_bits)
             y = (tg.to(torch.int64) - mu).numpy()
             fr, sp = frac.numpy(), spread.numpy()
             encs[m].encode(y, fr, sp)
@@ -233,6 +295,10 @@ class LatentCodec:
         except ValueError as exc:
             raise StreamError(f"{where}: layer 1 parameter block is damaged ({exc})") from exc
         decs = [SymbolDecoder(parsed[0].payload[used:])] + [SymbolDecoder(ch.payload) for ch in parsed[1:]]
+        try:
+            fields = self._decode_fields(decs[0], params, n_frames, height, width)
+        except Exception as exc:  # constriction raises on garbage payloads
+            raise StreamError(f"{where} scale 1: motion decoding failed ({exc}); stream damaged") from exc
         q = [torch.zeros((n_frames, *geo.plane_shape(p)), dtype=torch.int64) for p in range(3)]
         t_lv = torch.tensor(t_band_level(n_frames))
         rng = np.random.default_rng(seed)
@@ -241,7 +307,7 @@ class LatentCodec:
         for m in range(n_decode):
             for st in G.steps(geo, m):
                 f, pos = G.step_features(geo, q, st, t_lv)
-                mu, frac, spread = arm_int(f, params.arm)
+                mu, frac, spread = arm_int(f, params.arm, params.w1_bits, params.w_bits)
                 if m < len(parsed):
                     try:
                         y = decs[m].decode(frac.numpy(), spread.numpy())
@@ -267,4 +333,29 @@ class LatentCodec:
                 raise StreamError(f"{where} scale {m + 1}: latent checksum mismatch (decoder diverged or stream "
                                   f"damaged); decode with --scales {m} or re-fetch the stream")
         steps_t = G.step_tensors(geo, params.step_q8, params.chroma_step_q2)
-        return G.synthesise(G.dequantise(q, steps_t), geo).numpy()
+        return G.synthesise(G.dequantise(q, steps_t), geo, fields, params.block).numpy()
+
+    @staticmethod
+    def _decode_fields(dec: SymbolDecoder, params: GopParams, frames: int, height: int, width: int
+                       ) -> list[list[Field]]:
+        """Motion fields from the head of layer 1's symbols, in `field_symbols` order."""
+        nby, nbx = block_grid(height, width, params.block)
+
+        def take(cls_: int, n: int) -> torch.Tensor:
+            z = np.zeros(n, dtype=np.int64)
+            return torch.from_numpy(dec.decode(z, np.full(n, params.mv_spread[cls_], dtype=np.int64)))
+
+        fields: list[list[Field]] = []
+        n = frames
+        for _ in range(t_levels(frames)):
+            lev = []
+            for _i in range(n // 2):
+                mode = take(0, nby * nbx).reshape(nby, nbx)
+                if len(mode) and (mode.min() < 0 or mode.max() > 2):
+                    raise ValueError("motion mode out of range")
+                mv_l = from_residuals(take(1, nby * nbx * 2), (nby, nbx, 2))
+                mv_r = from_residuals(take(1, nby * nbx * 2), (nby, nbx, 2))
+                lev.append(Field(mode, mv_l, mv_r))
+            fields.append(lev)
+            n = (n + 1) // 2
+        return fields

@@ -124,28 +124,36 @@ class ARM(nn.Module):
     def _params(self) -> list[torch.Tensor]:
         return [self.l1.weight, self.l1.bias, self.l2.weight, self.l2.bias, self.out.weight, self.out.bias]
 
-    def quantized(self) -> list[torch.Tensor]:
-        """Integer parameters, int64: W1 (2^-12 units), b1, W2, b2, W3, b3 (2^-8 units), each within ±2^15."""
-        bits = [W1_BITS] + [W_BITS] * 5
+    def quantized(self, w1_bits: int = W1_BITS, w_bits: int = W_BITS) -> list[torch.Tensor]:
+        """Integer parameters, int64, each within ±2^15: W1 in 2^-w1_bits units, W2 and W3 in 2^-w_bits,
+        the biases in 2^-8 (activation) units."""
+        bits = _param_bits(w1_bits, w_bits)
         return [torch.round(p.detach().double() * (1 << b)).clamp(-(1 << 15), 1 << 15).to(torch.int64)
                 for p, b in zip(self._params(), bits)]
 
-    def load_quantized(self, q: list[torch.Tensor]) -> None:
-        bits = [W1_BITS] + [W_BITS] * 5
+    def load_quantized(self, q: list[torch.Tensor], w1_bits: int = W1_BITS, w_bits: int = W_BITS) -> None:
         with torch.no_grad():
-            for p, v, b in zip(self._params(), q, bits):
+            for p, v, b in zip(self._params(), q, _param_bits(w1_bits, w_bits)):
                 p.copy_(v.double().reshape(p.shape) / (1 << b))
 
 
-def arm_int(f: torch.Tensor, q: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _param_bits(w1_bits: int, w_bits: int) -> list[int]:
+    return [w1_bits, W_BITS, w_bits, W_BITS, w_bits, W_BITS]
+
+
+def _floor_shift(v: torch.Tensor, k: int) -> torch.Tensor:
+    """floor(v / 2^k) of integer-valued float64 (exact)."""
+    return torch.floor(v / float(1 << k)) if k >= 0 else v * float(1 << -k)
+
+
+def arm_int(f: torch.Tensor, q: list[torch.Tensor], w1_bits: int = W1_BITS, w_bits: int = W_BITS
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integer ARM. f (n, N_FEATURES) integer-valued; q = ARM.quantized() →
     (mu_int, frac 0..7, spread 0..S-1), each (n,) int64. Bit-exact on any machine."""
     w1, b1, w2, b2, w3, b3 = (v.double() for v in q)
-    one = float(1 << W_BITS)
-    h1 = torch.floor((f.double() @ w1.T + b1 * 16.0) / 16.0).clamp(0, ACT_CLAMP)  # 2^-8 units
-    h2 = torch.floor((h1 @ w2.T + b2 * one) / one).clamp(0, ACT_CLAMP) + h1
-    h2 = h2.clamp(0, ACT_CLAMP)
-    o = torch.floor((h2 @ w3.T + b3 * one) / one).to(torch.int64)  # 2^-8 units
+    h1 = (_floor_shift(f.double() @ w1.T, w1_bits - W_BITS) + b1).clamp(0, ACT_CLAMP)  # 2^-8 units
+    h2 = ((_floor_shift(h1 @ w2.T, w_bits) + b2).clamp(0, ACT_CLAMP) + h1).clamp(0, ACT_CLAMP)
+    o = (_floor_shift(h2 @ w3.T, w_bits) + b3).to(torch.int64)  # 2^-8 units
     mu_q = o[:, 0].clamp(-(1 << (15 + W_BITS)), 1 << (15 + W_BITS)) + (1 << (W_BITS - 4))  # round to 1/8
     mu_int = mu_q >> W_BITS
     frac = (mu_q - (mu_int << W_BITS)) >> (W_BITS - 3)

@@ -16,6 +16,7 @@ from pipeline.latent import dwt
 from pipeline.latent.bands import Band, Geometry
 from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
 from pipeline.latent.context import BandInfo, band_features, second_pass
+from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate, mctf
 
 RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
 RHO_LL_Q8 = 128
@@ -82,7 +83,7 @@ def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list
         nc = lo_hi[0] if b.orient in (0, 2) else lo_hi[1]
         per_t = []
         for t in range(geo.frames):
-            nt = 1 << 16 if tj == 0 else (dwt.NORM53_Q16[tj - 1][0] if tl[t] == 0 else dwt.NORM53_Q16[tl[t] - 1][1])
+            nt = 1 << 16 if tj == 0 else (NORM_PRED_Q16[tj - 1][0] if tl[t] == 0 else NORM_PRED_Q16[tl[t] - 1][1])
             s = (step_q8 << 48) // (nt * nr * nc)
             if b.plane:
                 s = s * chroma_step_q2 // 4
@@ -104,11 +105,14 @@ def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch
     return out
 
 
-def analyse(frames_THWC: torch.Tensor, geo: Geometry) -> list[torch.Tensor]:
-    """RGB frames → per plane (T, h, w) int64 wavelet coefficients (Mallat layout in time and space)."""
-    planes = rgb_to_planes(frames_THWC)
-    tj = dwt.t_levels(geo.frames)
-    return [dwt.dwt2(dwt.dwt_t(x, tj), geo.plane_levels(p)) for p, x in enumerate(planes)]
+def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float) -> tuple[list[torch.Tensor],
+                                                                                                list[list[Field]]]:
+    """RGB frames → (per plane (T, h, w) int64 coefficients of the motion-compensated temporal lifting
+    then the spatial wavelet (Mallat layout), the motion fields)."""
+    planes = list(rgb_to_planes(frames_THWC))
+    fields = estimate(planes[0], block, motion_lam)
+    temporal = mctf(planes, fields, block)
+    return [dwt.dwt2(x, geo.plane_levels(p)) for p, x in enumerate(temporal)], fields
 
 
 def quantise(coef: list[torch.Tensor], steps_q8: list[torch.Tensor], geo: Geometry) -> list[torch.Tensor]:
@@ -127,9 +131,7 @@ def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torc
     return [torch.sign(x) * ((x.abs() * s + 128) >> 8) for x, s in zip(q, steps_q8)]
 
 
-def synthesise(coef: list[torch.Tensor], geo: Geometry) -> torch.Tensor:
+def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int) -> torch.Tensor:
     """Per plane coefficients → uint8 RGB frames (T, H, W, 3). Integer only."""
-    tj = dwt.t_levels(geo.frames)
-    planes = [dwt.dwt_t(dwt.dwt2(c, geo.plane_levels(p), inverse=True), tj, inverse=True)
-              for p, c in enumerate(coef)]
-    return planes_to_rgb(*planes)
+    spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(coef)]
+    return planes_to_rgb(*mctf(spatial, fields, block, inverse=True))

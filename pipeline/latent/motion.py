@@ -1,0 +1,263 @@
+"""Motion-compensated temporal lifting (MCTF, predict-only) and its block motion fields.
+
+At each temporal level the odd frames are predicted from the even ones around them: per B×B block
+(luma; B/2 chroma) a mode — 0 both neighbours averaged, 1 left only, 2 right only — and quarter-pel
+vectors to the left and right frames. The high frame is odd − prediction; the low frames are the even
+frames themselves (no update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is
+integer bilinear interpolation (1/4 pel luma, 1/8 pel chroma) with edge clamping: the decoder repeats
+the encoder's arithmetic exactly on its decoded frames (open loop: quantisation error of a reference
+reaches what is predicted from it, nothing else drifts).
+
+Motion is estimated by the encoder only (coarse-to-fine SAD search with a vector-smoothness penalty)
+and coded in layer 1 (`pack_fields`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.latent.dwt import low_size, t_levels
+
+PRED_Q14 = (-8192,)  # the predict-only lifting without motion (for the norm table)
+# synthesis norms (Q16) of the predict-only temporal lifting, (low, high) per level
+NORM_PRED_Q16 = ((80265, 65536), (108679, 80265), (151939, 108679), (214249, 151939), (302772, 214249))
+
+
+@dataclass
+class Field:
+    """Motion of one odd frame: mode (nby, nbx) int64 in {0, 1, 2}; mv_l, mv_r (nby, nbx, 2) (dy, dx) quarter-pel."""
+
+    mode: torch.Tensor
+    mv_l: torch.Tensor
+    mv_r: torch.Tensor
+
+
+def _pixel_mv(mv: torch.Tensor, block: int, h: int, w: int) -> torch.Tensor:
+    """(nby, nbx, 2) block vectors → (h, w, 2) per pixel."""
+    return mv.repeat_interleave(block, 0).repeat_interleave(block, 1)[:h, :w]
+
+
+def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """ref (h, w) int64 sampled at (i + mv_y / 2^f, j + mv_x / 2^f), integer bilinear, edges clamped."""
+    h, w = ref.shape
+    one = 1 << frac_bits
+    py = torch.arange(h).view(h, 1) * one + mv_px[..., 0]
+    px = torch.arange(w).view(1, w) * one + mv_px[..., 1]
+    iy, fy = py >> frac_bits, py & (one - 1)
+    ix, fx = px >> frac_bits, px & (one - 1)
+    y0, y1 = iy.clamp(0, h - 1), (iy + 1).clamp(0, h - 1)
+    x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
+    a, b = ref[y0, x0], ref[y0, x1]
+    c, d = ref[y1, x0], ref[y1, x1]
+    acc = (one - fy) * ((one - fx) * a + fx * b) + fy * ((one - fx) * c + fx * d)
+    return (acc + (1 << (2 * frac_bits - 1))) >> (2 * frac_bits)
+
+
+def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool) -> torch.Tensor:
+    """Prediction (h, w) of an odd frame from its neighbours (chroma: vectors halved, blocks B/2)."""
+    h, w = left.shape
+    b = block // 2 if chroma else block
+    fb = 3 if chroma else 2  # quarter-pel luma = eighth-pel chroma
+    pl = compensate(left, _pixel_mv(fld.mv_l, b, h, w), fb)
+    if right is None:
+        return pl
+    pr = compensate(right, _pixel_mv(fld.mv_r, b, h, w), fb)
+    mode = fld.mode.repeat_interleave(b, 0).repeat_interleave(b, 1)[:h, :w]
+    bi = (pl + pr + 1) >> 1
+    return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
+
+
+def mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int,
+         inverse: bool = False) -> list[torch.Tensor]:
+    """Temporal transform of every plane (T, h, w) int64 with the motion `fields[level][i]` (odd frame i)."""
+    t = planes[0].shape[0]
+    levels = t_levels(t)
+    out = [x.clone() for x in planes]
+    order = range(levels - 1, -1, -1) if inverse else range(levels)
+    for j in order:
+        n = low_size(t, j)
+        n_lo = (n + 1) // 2
+        for p, x in enumerate(out):
+            if inverse:
+                s, d = x[:n_lo].clone(), x[n_lo:n].clone()
+            else:
+                s, d = x[0:n:2].clone(), x[1:n:2].clone()
+            for i in range(d.shape[0]):
+                right = s[i + 1] if i + 1 < n_lo else None
+                pred = predict(s[i], right, fields[j][i], block, p > 0)
+                d[i] = d[i] + pred if inverse else d[i] - pred
+            if inverse:
+                x[0:n:2], x[1:n:2] = s, d
+            else:
+                x[:n] = torch.cat([s, d])
+    return out
+
+
+# ---- estimation (encoder only) ---------------------------------------------------------------------------
+
+
+def _block_sad(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
+    """(h, w) → per-block SAD (nby, nbx) (partial blocks padded by zeros)."""
+    d = (a - b).abs().double()[None, None]
+    h, w = a.shape
+    d = F.pad(d, (0, -w % block, 0, -h % block))
+    return F.avg_pool2d(d, block)[0, 0] * block * block
+
+
+def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float) -> tuple[torch.Tensor,
+                                                                                                    torch.Tensor]:
+    """Best quarter-pel vector per block of `cur` in `ref` (both (h, w) int64 luma) → (mv (nby, nbx, 2), cost)."""
+    h, w = cur.shape
+    nby, nbx = -(-h // block), -(-w // block)
+    # 1. integer search at 1/4 resolution over ±radius, then ±2 at full resolution, then half and quarter pel
+    cs = F.avg_pool2d(cur.double()[None], 4)[0].round().long()
+    rs = F.avg_pool2d(ref.double()[None], 4)[0].round().long()
+    r4 = max(1, radius // 4)
+    b4 = max(1, block // 4)
+    best = torch.full((-(-cs.shape[0] // b4), -(-cs.shape[1] // b4)), float("inf"), dtype=torch.float64)
+    best_mv = torch.zeros(*best.shape, 2, dtype=torch.int64)
+    zero = torch.zeros(*best.shape, 2, dtype=torch.int64)
+    for dy in range(-r4, r4 + 1):
+        for dx in range(-r4, r4 + 1):
+            mv = zero + torch.tensor([dy * 4, dx * 4])  # quarter-pel at 1/4 res = integer pel
+            pred = compensate(rs, _pixel_mv(mv, b4, *cs.shape), 2)
+            cost = _block_sad(cs, pred, b4) + lam * (abs(dy) + abs(dx)) * 0.25
+            better = cost < best
+            best = torch.where(better, cost, best)
+            best_mv[better] = mv[better]
+    mv = (best_mv * 4)[:nby, :nbx]  # quarter-pel at full res
+    if mv.shape[0] < nby or mv.shape[1] < nbx:
+        mv = F.pad(mv.permute(2, 0, 1)[None].double(), (0, nbx - mv.shape[1], 0, nby - mv.shape[0]),
+                   mode="replicate")[0].permute(1, 2, 0).long()
+    centre = torch.median(mv.reshape(-1, 2), 0).values
+    cost = None
+    for step, rad in ((4, 2), (2, 1), (1, 1)):
+        base = mv.clone()
+        cost = None
+        for dy in range(-rad, rad + 1):
+            for dx in range(-rad, rad + 1):
+                cand = base + torch.tensor([dy * step, dx * step])
+                pred = compensate(ref, _pixel_mv(cand, block, h, w), 2)
+                c = _block_sad(cur, pred, block) / 16.0 + lam * (cand - centre).abs().sum(-1) / 4.0
+                if cost is None:
+                    cost, mv = c, cand
+                else:
+                    better = c < cost
+                    cost = torch.where(better, c, cost)
+                    mv = torch.where(better[..., None], cand, mv)
+    return mv, cost
+
+
+def _neighbour_median(mv: torch.Tensor) -> torch.Tensor:
+    """Component-wise median of the 4-neighbourhood (edges replicated) of a block field (nby, nbx, 2)."""
+    p = F.pad(mv.permute(2, 0, 1)[None].double(), (1, 1, 1, 1), mode="replicate")[0].long()
+    nb = torch.stack([p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2], p[:, 1:-1, 2:], mv.permute(2, 0, 1)], 0)
+    return nb.median(0).values.permute(1, 2, 0)
+
+
+def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, lam: float,
+            passes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pull vectors towards their neighbours' median where that costs little SAD (cheaper to code)."""
+    h, w = cur.shape
+    cost = None
+    for _ in range(passes):
+        pred = _neighbour_median(mv)
+        cands = [mv, pred] + [pred + torch.tensor(o) for o in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+        best, cost = None, None
+        for cand in cands:
+            pr = compensate(ref, _pixel_mv(cand, block, h, w), 2)
+            c = _block_sad(cur, pr, block) / 16.0 + lam * (cand - pred).abs().sum(-1) / 4.0
+            if cost is None:
+                best, cost = cand, c
+            else:
+                better = c < cost
+                cost = torch.where(better, c, cost)
+                best = torch.where(better[..., None], cand, best)
+        mv = best
+    return mv, cost
+
+
+def estimate(luma: torch.Tensor, block: int, lam: float) -> list[list[Field]]:
+    """Motion fields of every temporal level of a GOP's luma (T, H, W) int64 (original frames)."""
+    t = luma.shape[0]
+    fields: list[list[Field]] = []
+    frames = luma
+    for _j in range(t_levels(t)):
+        n = frames.shape[0]
+        s, d = frames[0::2], frames[1::2]
+        dist = 1 << _j
+        radius = min(32, 8 * dist)
+        lev = []
+        for i in range(d.shape[0]):
+            mv_l, c_l = _smooth(d[i], s[i], _search(d[i], s[i], block, radius, lam)[0], block, lam)
+            if i + 1 < s.shape[0]:
+                mv_r, c_r = _smooth(d[i], s[i + 1], _search(d[i], s[i + 1], block, radius, lam)[0], block, lam)
+                h, w = d[i].shape
+                bi = (compensate(s[i], _pixel_mv(mv_l, block, h, w), 2)
+                      + compensate(s[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
+                c_b = _block_sad(d[i], bi, block) / 16.0 + lam * ((mv_l.abs().sum(-1) + mv_r.abs().sum(-1)) / 4.0) * 0
+                mode = torch.where((c_b <= c_l) & (c_b <= c_r), 0, torch.where(c_l <= c_r, 1, 2))
+            else:
+                mv_r = torch.zeros_like(mv_l)
+                mode = torch.ones(mv_l.shape[:2], dtype=torch.int64)
+            lev.append(Field(mode, mv_l, mv_r))
+        fields.append(lev)
+        frames = s
+        assert frames.shape[0] == (n + 1) // 2
+    return fields
+
+
+# ---- coding: causal median prediction (left, up, up-right), residuals range-coded -------------------------
+
+
+def causal_pred(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    """Median of the left, upper and upper-right values (those that exist; zeros when none)."""
+    nb = []
+    if j:
+        nb.append(x[i, j - 1])
+    if i:
+        nb.append(x[i - 1, j])
+        nb.append(x[i - 1, min(j + 1, x.shape[1] - 1)])
+    if not nb:
+        return torch.zeros_like(x[0, 0])
+    if len(nb) == 1:
+        return nb[0]
+    if len(nb) == 2:
+        return nb[0]
+    return torch.stack(nb).median(0).values
+
+
+def residuals(x: torch.Tensor) -> torch.Tensor:
+    """(nby, nbx, c) → residuals against `causal_pred`, raster order, flattened."""
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] - causal_pred(x, i, j)
+    return out.reshape(-1)
+
+
+def from_residuals(r: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    r = r.reshape(shape)
+    x = torch.zeros_like(r)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            x[i, j] = r[i, j] + causal_pred(x, i, j)
+    return x
+
+
+def field_symbols(fields: list[list[Field]]) -> list[tuple[int, torch.Tensor]]:
+    """[(class, symbols)] in coding order; class 0 = modes, 1 = vector residuals."""
+    out = []
+    for lev in fields:
+        for f in lev:
+            out.append((0, f.mode.reshape(-1)))
+            out.append((1, residuals(f.mv_l)))
+            out.append((1, residuals(torch.where((f.mode != 1)[..., None], f.mv_r, 0))))
+    return out
+
+
+def block_grid(height: int, width: int, block: int) -> tuple[int, int]:
+    return -(-height // block), -(-width // block)
