@@ -57,18 +57,24 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     """Write header + layers 1..n_keep of one video, verify them, commit its manifest rows.
 
     `plan`: the actor's `SourcePlan`; `results`: its `GopResult`s in GOP order; `mode`/`frame_scales`:
-    how they were encoded (recorded in the header and the manifest). Returns the archived bytes (header +
-    kept layers)."""
+    how they were encoded (recorded in the header and the manifest), as are the encoder settings the actors
+    report (`GopResult.encoder`: header `encoder` field, manifest `fidelity`/`effort`). Returns the archived
+    bytes (header + kept layers)."""
     from fractions import Fraction
 
     from pipeline.archive import ArchiveWriter, GopData, SourceInfo
     from pipeline.codec_api import CodecInfo
+    from pipeline.errors import ProGVCError
     from pipeline.pgv import GopEntry
     from pipeline.stream import build_header
 
+    encoders = [getattr(r, "encoder", None) for r in results]
+    if any(e != encoders[0] for e in encoders):
+        raise ProGVCError(f"{plan.source}: its GOPs were encoded with different encoder settings "
+                          f"({encoders[0]} vs {next(e for e in encoders if e != encoders[0])}); re-run the job")
     header = build_header(CodecInfo(model_id, "", tuple(scales), tile), plan.width, plan.height,
                           [GopEntry(r.first_frame, r.frame_count, True, r.generate) for r in results],
-                          Fraction(plan.fps_num, plan.fps_den), frame_scales, mode)
+                          Fraction(plan.fps_num, plan.fps_den), frame_scales, mode, encoders[0])
     gops = [
         GopData(first_frame=r.first_frame, frame_count=r.frame_count, keyframe=True,
                 chunks=r.chunks[:n_keep], token_counts=r.token_counts[:n_keep], checksums=r.checksums[:n_keep],
@@ -82,7 +88,7 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
     # another job is harmless: readers keep one commit per video (pipeline.manifest.effective_rows).
     writer = ArchiveWriter(store_for(dest, s3_endpoint), job_id, committed=set())
     rows = writer.archive_video(plan.video_id, header.to_bytes(), gops, source, model_id,
-                                quality=video_quality(results), mode=mode)
+                                quality=video_quality(results), mode=mode, encoder=encoders[0])
     return int(sum(rows.column("byte_length").to_pylist()))
 
 

@@ -157,11 +157,12 @@ class ArchiveWriter:
 
     def write_video(self, video_id: str, header: bytes, gops: Sequence[GopData], source: SourceInfo,
                     model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None,
-                    mode: str = "plain") -> pa.Table:
+                    mode: str = "plain", encoder: Mapping[str, object] | None = None) -> pa.Table:
         """Write and verify `header.bin` and `layer-<k>.bin` of one video; return its manifest rows
         (not yet visible: pass them to `commit`). `quality[K]` = {"psnr"|"ms_ssim"|"vmaf": value} of the
-        video decoded at K scales; `mode`: the stream's coding mode ("plain" | "keyframe"), on every row.
-        Raises ManifestError if the video is already committed."""
+        video decoded at K scales; `mode`: the stream's coding mode ("plain" | "keyframe"), on every row;
+        `encoder`: the header's encoder settings ({"fidelity", "effort"}), the `fidelity`/`effort` columns
+        of every row (null when absent). Raises ManifestError if the video is already committed."""
         if self.is_committed(video_id):
             raise ManifestError(f"video {video_id} ({source.uri}) is already archived in {self.store.uri}; "
                                 f"skip it (re-runs skip committed videos)")
@@ -176,6 +177,9 @@ class ArchiveWriter:
                                     f"{n_coded} frames-coded counts; expected {n_scales} of each (one per scale)")
         stats = WriteStats()
         cols: dict[str, list] = {name: [] for name in mf.SCHEMA.names}
+        enc = dict(encoder or {})
+        effort = None if enc.get("effort") is None else str(enc["effort"])
+        fidelity = None if enc.get("fidelity") is None else float(enc["fidelity"])
 
         def row(gop_index, gop, scale, key, offset, length, tokens, checksum):
             q = (quality or {}).get(scale, {}) if scale > 0 else {}
@@ -187,7 +191,7 @@ class ArchiveWriter:
                         keyframe=bool(gop.keyframe) if gop else False, scale=scale, layer_key=key,
                         byte_offset=offset, byte_length=length, token_count=tokens, checksum=checksum,
                         model_id=model_id, created_at=None, psnr=q.get("psnr"), ms_ssim=q.get("ms_ssim"),
-                        vmaf=q.get("vmaf"), status=None, mode=mode,
+                        vmaf=q.get("vmaf"), status=None, mode=mode, effort=effort, fidelity=fidelity,
                         frames_coded=0 if gop is None else gop.frame_count if gop.frames_coded is None
                         else int(gop.frames_coded[scale - 1]))
             for name, v in vals.items():
@@ -220,9 +224,9 @@ class ArchiveWriter:
 
     def archive_video(self, video_id: str, header: bytes, gops: Sequence[GopData], source: SourceInfo,
                       model_id: str, quality: Mapping[int, Mapping[str, float]] | None = None,
-                      mode: str = "plain") -> pa.Table:
+                      mode: str = "plain", encoder: Mapping[str, object] | None = None) -> pa.Table:
         """`write_video` then `commit` for one video; returns the committed rows."""
-        rows = self.write_video(video_id, header, gops, source, model_id, quality, mode)
+        rows = self.write_video(video_id, header, gops, source, model_id, quality, mode, encoder)
         self.commit(rows)
         return rows
 

@@ -12,11 +12,14 @@ columns `psnr, ms_ssim, vmaf` (quality of the whole video decoded at `scale` sca
 row of that scale), `status`, then the keyframe-mode columns (issue 8) `frames_coded` (frames whose tokens
 the chunk holds: `frame_count` in plain mode, 1 = the GOP's keyframe alone for scales above the stream's
 `frame_scales` in keyframe mode, 0 on the header row) and `mode` ("plain" | "keyframe", every row).
-`keyframe` is true on every GOP row (each GOP's first frame is its keyframe).
+`keyframe` is true on every GOP row (each GOP's first frame is its keyframe). Then the encoder-settings
+columns `effort` ("fast" | "medium" | "slow") and `fidelity` (0..100), every row of a video encoded by a
+family that has them (the latent family; the stream header's `encoder` field), null otherwise.
 
 Schema evolution: parts written before a column existed read with nulls in it (`conform`, and the
 dataset reader on local stores); the effective view (`effective_rows`) fills the keyframe-mode columns of
 such rows with what they meant then: `mode = "plain"`, `frames_coded = frame_count` (0 on header rows).
+`effort`/`fidelity` stay null on such rows (nothing older had them).
 
 - Scale 0 is the stream header: one row per video with `gop_index = -1`, `layer_key =
   videos/<id>/header.bin`, `byte_length` = header size, `checksum` = CRC32 of the header bytes,
@@ -89,6 +92,8 @@ SCHEMA = pa.schema([
     ("status", pa.string()),
     ("frames_coded", pa.int32()),  # frames whose tokens the chunk holds (keyframe mode: 1 above frame_scales)
     ("mode", pa.string()),  # "plain" | "keyframe" (the stream header's mode)
+    ("effort", pa.string()),  # encoder effort (latent family), null for families without it and older parts
+    ("fidelity", pa.float64()),  # encoder fidelity 0..100 (latent family), null likewise
 ])
 FAILURE_SCHEMA = pa.schema([("job_id", pa.string()), ("source_uri", pa.string()), ("reason", pa.string()),
                             ("failed_at", TS)])

@@ -73,6 +73,7 @@ class StreamHeader:
     mode: str = "plain"  # "plain" | "keyframe" (MODES)
     frame_scales: int | None = None  # keyframe mode: scales coded for non-keyframes (the keyframe has all)
     format_version: int = FORMAT_VERSION
+    encoder: dict | None = None  # encoder settings, e.g. {"fidelity": 60, "effort": "medium"}; informative only
 
     @property
     def n_scales(self) -> int:
@@ -101,6 +102,7 @@ class StreamHeader:
                 "tile": self.tile,
                 "mode": self.mode,
                 **({"frame_scales": self.frame_scales} if self.frame_scales is not None else {}),
+                **({"encoder": self.encoder} if self.encoder is not None else {}),
                 "gops": [[g.first_frame, g.frame_count, int(g.keyframe)] + ([] if g.generate is None else [g.generate])
                          for g in self.gops],
             },
@@ -144,6 +146,7 @@ class StreamHeader:
                 gops=[GopEntry(int(g[0]), int(g[1]), bool(g[2]), int(g[3]) if len(g) > 3 else None)
                       for g in d["gops"]],
                 format_version=version,
+                encoder=_encoder_field(d.get("encoder")),
             )
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise StreamError(f"{source}: header fields are invalid ({exc})") from exc
@@ -196,6 +199,24 @@ class StreamHeader:
                 f"decode it with model {self.model_id} (leave out --weights: it is looked up by that id, "
                 f"in models/{self.model_id}.pt or PROGVC_MODELS_DIR)"
             )
+
+
+MAX_ENCODER_FIELDS = 16
+
+
+def _encoder_field(value) -> dict | None:
+    """The header's optional `encoder` object (settings the encoder was run with; written only when set, so
+    streams without it keep their bytes): flat, at most MAX_ENCODER_FIELDS short names with numbers or short
+    strings. ValueError otherwise (a damaged or hostile header)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_ENCODER_FIELDS:
+        raise ValueError("encoder: expected an object of at most 16 settings")
+    for k, v in value.items():
+        ok = isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        if not (isinstance(k, str) and 1 <= len(k) <= 64 and ok and (not isinstance(v, str) or len(v) <= 256)):
+            raise ValueError(f"encoder setting {str(k)[:64]!r} is not a short name with a number or short string")
+    return dict(value)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ accepts a *model spec*: a model id, a `random:` spec, or a weights file path (an
 `--weights PATH`). Loaded codecs are cached per process (and device). `default_codec()` is the model
 new streams are encoded with: `DEFAULT_MODEL_ID`, one line to change when a new model ships.
 
+A family whose encoder takes per-encode settings (`--fidelity`, `--effort`: `pipeline.encoder_options`)
+registers an encoder hook (`register_encoder`): how a loaded model becomes the encoder for those settings,
+and what settings an encoder was made with (recorded in the stream header). Stream-level code reaches it
+through `pipeline.stream.encoder_for`/`encoder_settings`, never through the family's own classes.
+
 Torch-free at import; a family's code is imported when one of its models is opened.
 """
 
@@ -32,7 +37,8 @@ from pipeline.codec_api import CodecFamily
 from pipeline.errors import ProGVCError
 from pipeline.settings import REPO_ROOT
 
-DEFAULT_MODEL_ID = "93d29d4227e6bce7"  # the model new streams are encoded with: models/progvc.pt (VQ family)
+DEFAULT_MODEL_ID = "latent-v1"  # the model new streams are encoded with (latent family, pipeline/latent)
+VQ_MODEL_ID = "93d29d4227e6bce7"  # the shipped VQ model, models/progvc.pt (the default before latent-v1)
 MODELS_DIR_ENV = "PROGVC_MODELS_DIR"
 SHIPPED_MODELS_DIR = REPO_ROOT / "models"
 INDEX_FILE = "index.json"
@@ -40,6 +46,8 @@ FAMILY_MODULES = ("pipeline.latent",)  # imported before a lookup, so that their
 
 Factory = Callable[[str, str], CodecFamily]  # (model id or spec, device) -> codec
 Loader = Callable[[Path, str], CodecFamily]  # (weights file, device) -> codec
+Configure = Callable[[CodecFamily, "float | None", "str | None"], CodecFamily]  # (model, fidelity, effort) -> encoder
+Describe = Callable[[CodecFamily], "dict | None"]  # encoder -> its settings for the stream header
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,17 @@ class _Builtin:
     note: str
 
 
+@dataclass(frozen=True)
+class EncoderHook:
+    """How a family's encoder takes `--fidelity`/`--effort` (`register_encoder`)."""
+
+    configure: Configure
+    describe: Describe
+
+
 _builtins: dict[str, _Builtin] = {}  # exact ids and prefixes (keys ending in ":")
 _loaders: dict[str, Loader] = {}
+_encoders: dict[str, EncoderHook] = {}
 _cache: dict[tuple[str, str], CodecFamily] = {}
 _lock = threading.RLock()
 _families_imported = False
@@ -79,6 +96,59 @@ def register_builtin(model_id_or_prefix: str, factory: Factory, family: str, not
 def register_family(family: str, loader: Loader) -> None:
     """How weights files of `family` are loaded: `loader(path, device) -> codec`."""
     _loaders[family] = loader
+
+
+def register_encoder(family: str, configure: Configure, describe: Describe) -> None:
+    """Make `--fidelity`/`--effort` apply to `family`: `configure(model, fidelity, effort)` returns the encoder
+    for those settings (None = the family's default for that one), `describe(encoder)` the settings it
+    encodes with, as the stream header records them (`{"fidelity": 60, "effort": "medium"}`)."""
+    _encoders[family] = EncoderHook(configure, describe)
+
+
+def encoder_hook(family: str) -> EncoderHook | None:
+    """The family's encoder hook, or None when its encoder takes no per-encode settings (the VQ family)."""
+    _import_families()
+    return _encoders.get(family)
+
+
+def encoder_families() -> list[str]:
+    """Families whose encoders take `--fidelity`/`--effort`."""
+    _import_families()
+    return sorted(_encoders)
+
+
+def family_of(spec: str | os.PathLike | None) -> str | None:
+    """The family of a model spec (None = the default model) without loading it: a builtin's, an installed
+    id's (index or `<id>.pt`), a weights file's; None when it cannot be told here (a missing file or id,
+    e.g. one that exists only on a Ray cluster's nodes)."""
+    spec = str(spec) if spec is not None else DEFAULT_MODEL_ID
+    if _is_path(spec):
+        return _family_of_file(Path(spec)) if Path(spec).is_file() else None
+    b = _builtin_for(spec)
+    if b is not None:
+        return b.family
+    try:
+        found = _find(spec)
+    except ProGVCError:
+        return None
+    return found[1] if found else None
+
+
+def check_encoder_options(spec: str | os.PathLike | None, fidelity: float | None, effort: str | None,
+                          family: str | None = None) -> None:
+    """ProGVCError (one line) unless `fidelity`/`effort` (None = not asked for) are valid and apply to the
+    model `spec` (None = the default model) or to `family` when given. A model whose family cannot be told
+    here (`family_of` None) is checked for the values only."""
+    from pipeline import encoder_options
+
+    encoder_options.check(fidelity, effort)
+    if fidelity is None and effort is None:
+        return
+    family = family or family_of(spec)
+    if family is not None and encoder_hook(family) is None:
+        fams = " and ".join(f"the {f} family" for f in encoder_families()) or "no family of this build"
+        what = f"model {spec}" if spec is not None else f"the default model {DEFAULT_MODEL_ID}"
+        raise ProGVCError(f"{encoder_options.FLAGS} apply to {fams}; {what} is family {family} (leave them out)")
 
 
 def models_dirs() -> list[Path]:

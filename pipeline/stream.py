@@ -12,6 +12,10 @@ made by older models. The CLI (`progvc encode/decode`), the codec actors (encode
 - hands the coding mode (keyframe mode's `frame_scales`, each GOP's generated prefix) from the header to
   the codec.
 
+Encoder settings (`--fidelity`, `--effort`) reach a family's encoder only through `encoder_for`, and what
+an encoder was made with through `encoder_settings` (the header's optional `encoder` field); families
+without such settings (VQ) refuse them with one line.
+
 Torch is imported only when a codec is opened.
 """
 
@@ -34,18 +38,42 @@ from pipeline.pgv import MODES, GopEntry, PgvStream, StreamHeader, parse_chunk, 
 
 def build_header(
     codec: CodecFamily | CodecInfo, width: int, height: int, gops: list[GopEntry], fps: Fraction | float = 1,
-    frame_scales: int | None = None, mode: str | None = None,
+    frame_scales: int | None = None, mode: str | None = None, encoder: dict | None = None,
 ) -> StreamHeader:
     """The header of a stream coded by `codec` (a loaded codec or its `CodecInfo`): frame size, frame rate
-    (`fps`: kept exact when a Fraction), GOP table, and the coding mode (`mode` defaults to "keyframe" when
-    `frame_scales` is given, else "plain")."""
+    (`fps`: kept exact when a Fraction), GOP table, the coding mode (`mode` defaults to "keyframe" when
+    `frame_scales` is given, else "plain") and the encoder's settings (`encoder_settings(codec)`; None: the
+    field is left out)."""
     fr = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
     return StreamHeader(
         model_id=codec.model_id, width=int(width), height=int(height), fps_num=fr.numerator,
         fps_den=fr.denominator, frame_count=sum(g.frame_count for g in gops), scales=tuple(codec.scales),
         tile=int(codec.tile), gops=list(gops),
         mode=mode or ("plain" if frame_scales is None else "keyframe"), frame_scales=frame_scales,
+        encoder=dict(encoder) if encoder else None,
     )
+
+
+def encoder_for(codec: CodecFamily, fidelity: float | None = None, effort: str | None = None) -> CodecFamily:
+    """The encoder of `codec`'s family for `fidelity` (0..100) and `effort` ("fast" | "medium" | "slow"); None
+    leaves that setting as `codec` has it. ProGVCError (one line) for a bad value, or when either is given
+    to a family without these settings (the VQ family). The family's hook is `pipeline.registry.register_encoder`."""
+    from pipeline.registry import check_encoder_options, encoder_hook
+
+    check_encoder_options(codec.model_id, fidelity, effort, family=codec.family)
+    hook = encoder_hook(codec.family)
+    if hook is None or (fidelity is None and effort is None):
+        return codec
+    return hook.configure(codec, fidelity, effort)
+
+
+def encoder_settings(codec: CodecFamily) -> dict | None:
+    """The settings `codec` encodes with, as the stream header records them (`{"fidelity": 60, "effort":
+    "medium"}`), or None for a family without such settings."""
+    from pipeline.registry import encoder_hook
+
+    hook = encoder_hook(codec.family)
+    return hook.describe(codec) if hook is not None else None
 
 
 def check_mode(mode: str, frame_scales: int | None, n_layers: int) -> int | None:
@@ -223,9 +251,12 @@ def encode_video(
     mode: str = "plain",
     frame_scales: int | None = None,
     generation: str = "auto",
+    fidelity: float | None = None,
+    effort: str | None = None,
 ) -> EncodeStats:
     """Encode every frame of `src` (anything PyAV reads) into `out_pgv` with K = scales (default all) layers,
-    by `codec` (default: the registry's default model).
+    by `codec` (default: the registry's default model) with `fidelity`/`effort` (`encoder_for`; None: as
+    `codec` has them). The header records the encoder's settings (`encoder_settings`).
 
     mode="keyframe": each GOP's keyframe keeps K layers, the other frames `frame_scales` (1..K);
     `generation` "auto": the encoder picks per GOP how many frames get generated detail, "all": every one.
@@ -233,7 +264,7 @@ def encode_video(
     from pipeline import video_io
     from pipeline.registry import default_codec
 
-    codec = codec if codec is not None else default_codec()
+    codec = encoder_for(codec if codec is not None else default_codec(), fidelity, effort)
     n_layers = codec.n_layers if scales is None else max(1, min(scales, codec.n_layers))
     frame_scales = check_mode(mode, frame_scales, scales or codec.n_layers)
     info = video_io.probe(src)
@@ -258,7 +289,8 @@ def encode_video(
             n_done += len(buf)
             bar.update(len(buf))
     fps = Fraction(info.fps).limit_denominator(1001 * 1000)
-    header = build_header(codec, info.width, info.height, real_gops, fps, frame_scales, mode)
+    header = build_header(codec, info.width, info.height, real_gops, fps, frame_scales, mode,
+                          encoder_settings(codec))
     total = write_pgv(out_pgv, header, chunks)
     layer_bytes = [sum(len(c[k]) for c in chunks) for k in range(n_layers)]
     return EncodeStats(header, str(out_pgv), total, layer_bytes, ce, time.time() - t0,

@@ -79,6 +79,7 @@ class GopResult:
     actor: str = ""
     extra: dict = field(default_factory=dict)
     generate: int | None = None  # keyframe mode: frames 1..generate get generated scales (EncodedGop.generate)
+    encoder: dict | None = None  # the encoder's settings (pipeline.stream.encoder_settings), for the header
 
 
 class _SourceCache:
@@ -190,9 +191,13 @@ class CodecActor:
         (`req.scales`, default all); the frames are read with one seek. One `GopResult` per GOP, in order.
         `req.quality`: also decode each GOP at every k = 1..K (finer layers predicted, as re-serving does)
         and put per-scale sums over its frames of PSNR-Y and MS-SSIM in `extra`. `req.frame_scales`:
-        keyframe mode (each GOP's frame 0 at layers 1..K, its other frames at 1..frame_scales only)."""
+        keyframe mode (each GOP's frame 0 at layers 1..K, its other frames at 1..frame_scales only).
+        `req.fidelity`/`req.effort`: the encoder's settings (`pipeline.stream.encoder_for`)."""
         from pipeline import video_io
+        from pipeline.stream import encoder_for, encoder_settings
 
+        encoder = encoder_for(self.codec, req.fidelity, req.effort)
+        settings = encoder_settings(encoder)
         t0 = time.perf_counter()
         source, gops = req.source, req.gops
         path = self.sources.local(source)
@@ -205,7 +210,7 @@ class CodecActor:
         for gi, f0, n in gops:
             t1 = time.perf_counter()
             ref = frames_THWC[f0 - first : f0 - first + n]
-            enc = self.codec.encode_gop(ref, scales=req.scales, frame_scales=req.frame_scales, gop_index=gi)
+            enc = encoder.encode_gop(ref, scales=req.scales, frame_scales=req.frame_scales, gop_index=gi)
             extra = self._quality(ref, gi, enc.chunks, req.frame_scales, enc.generate) if req.quality else {}
             busy = time.perf_counter() - t1 + read_s * n / total
             out.append(
@@ -221,6 +226,7 @@ class CodecActor:
                     actor=self.name,
                     extra=extra,
                     generate=enc.generate,
+                    encoder=settings,
                 )
             )
         return out

@@ -43,7 +43,8 @@ class PlanRequest:
 class EncodeRequest:
     """Encode consecutive GOPs `[(gop_index, first_frame, frame_count)]` of one source, layers 1..`scales`
     (None: all) -> list of `GopResult`. `quality`: also measure PSNR-Y/MS-SSIM at every K; `frame_scales`:
-    keyframe mode."""
+    keyframe mode; `fidelity`/`effort`: encoder settings (`pipeline.stream.encoder_for`; None = the model's
+    defaults; families without them refuse them)."""
 
     method: ClassVar[str] = "encode_unit"
     source: str
@@ -51,6 +52,8 @@ class EncodeRequest:
     scales: int | None = None
     quality: bool = False
     frame_scales: int | None = None
+    fidelity: float | None = None
+    effort: str | None = None
 
 
 @dataclass(frozen=True)

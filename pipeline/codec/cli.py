@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline import encoder_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser("encode", help="encode a video into a progressive .pgv stream")
@@ -25,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="keyframe mode: auto (default) = the encoder picks per GOP how many frames after the "
                         "keyframe get generated detail (about one extra decode); all = every frame")
     e.add_argument("--gop", type=int, default=16, help="maximum GOP length in frames (default 16)")
+    encoder_options.add_arguments(e)
     e.add_argument("--weights", default=None,
                    help="model: a weights file or a model id (default: the registry's default, `progvc models`)")
     e.add_argument("--batch-size", type=int, default=None, help="tiles per context-model forward")
@@ -70,16 +73,30 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     _check_scales(a.scales, a.threads)
     codec = open_codec(a.weights)
+    codec = _encoder(codec, a.fidelity, a.effort)
     if a.batch_size is not None and hasattr(codec, "batch_size"):
         codec.batch_size = a.batch_size
     s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet,
                      mode=a.mode, frame_scales=a.frame_scales, generation=a.generate)
     h = s.header
     px = h.width * h.height * h.frame_count
+    enc = f" ({encoder_options.describe(h.encoder)})" if h.encoder else ""
     print(f"{a.output}: {h.frame_count} frames {h.width}x{h.height}, {len(h.gops)} GOPs, {len(s.layer_bytes)} "
-          f"layers, {s.total_bytes} bytes ({8 * s.total_bytes / px:.4f} bpp), model {h.model_id}, "
+          f"layers, {s.total_bytes} bytes ({8 * s.total_bytes / px:.4f} bpp), model {h.model_id}{enc}, "
           f"{s.frames_per_s:.2f} frames/s")
     return 0
+
+
+def _encoder(codec, fidelity: float | None, effort: str | None):
+    """`pipeline.stream.encoder_for`, its refusal (--fidelity/--effort for the VQ family) a usage error."""
+    from flows.cli import UsageError
+    from pipeline.errors import ProGVCError
+    from pipeline.stream import encoder_for
+
+    try:
+        return encoder_for(codec, fidelity, effort)
+    except ProGVCError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_decode(a: argparse.Namespace) -> int:
@@ -128,6 +145,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     out.write(f"model id    {h.model_id}\n")
     kf = f" (keyframes: every layer; other frames: layers 1..{h.frame_scales})" if h.frame_scales else ""
     out.write(f"format      v{h.format_version} mode={h.mode}{kf}\n")
+    if h.encoder:
+        out.write(f"encoder     {encoder_options.describe(h.encoder)}\n")
     out.write(f"video       {h.width}x{h.height} @ {h.fps_num}/{h.fps_den} fps, {h.frame_count} frames\n")
     out.write(f"scales      {list(h.scales)} (tile {h.tile}); layers present: {s.n_layers}/{h.n_scales}\n")
     gops = [f"{g.first_frame}+{g.frame_count}" + ("" if g.generate is None else f" (gen 1..{g.generate})")
