@@ -124,8 +124,24 @@ def _add_common(p: argparse.ArgumentParser, model: bool = False, weights_help: s
         p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
 
+def _check_encoder(args: argparse.Namespace, s) -> None:
+    """UsageError unless `--fidelity`/`--effort` (when given) apply to the model that will encode: `s.weights`
+    (--weights / PROGVC_WEIGHTS) or the default model. A model only a Ray cluster has is checked there."""
+    fidelity, effort = getattr(args, "fidelity", None), getattr(args, "effort", None)
+    if fidelity is None and effort is None:
+        return
+    from pipeline.errors import ProGVCError
+    from pipeline.registry import check_encoder_options
+
+    try:
+        check_encoder_options(s.weights, fidelity, effort)
+    except ProGVCError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     s = _settings(args)
+    _check_encoder(args, s)
     from flows.compress import check_mode, compress, print_report
 
     scales = args.scales if args.scales is not None else s.scales
@@ -144,6 +160,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         quality=args.quality,
         mode=args.mode,
         frame_scales=args.frame_scales,
+        fidelity=args.fidelity,
+        effort=args.effort,
     )
     print_report(report)
     if args.json:
@@ -206,6 +224,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     s = _settings(args)
+    _check_encoder(args, s)
     check_cron(args.cron)
     from flows.deploy import serve_compress
 
@@ -220,6 +239,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         s3_endpoint=s.s3_endpoint,
         mode=args.mode if args.mode != "plain" else None,  # None: the flow's default (not in the parameters)
         frame_scales=args.frame_scales,
+        fidelity=args.fidelity,
+        effort=args.effort,
         run_once=args.run_once,
     )
     return 0
@@ -232,6 +253,9 @@ def _add_mode(p: argparse.ArgumentParser) -> None:
                         "re-served). A video already archived (same content, either mode) is skipped")
     p.add_argument("--frame-scales", type=AT_LEAST_1, metavar="K",
                    help="keyframe mode: scales coded for the frames after each GOP's keyframe (1..scales kept)")
+    from pipeline import encoder_options
+
+    encoder_options.add_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -108,6 +108,14 @@ def check_mode(mode: str, frame_scales: int | None, scales: int | None = None) -
                           f"1..{scales} (the keyframe carries every kept scale, the other frames at most that)")
 
 
+def check_encoder_values(fidelity: float | None, effort: str | None) -> None:
+    """ProGVCError unless `fidelity` (0..100) and `effort` (fast|medium|slow) are valid or None (whether they
+    apply to the model is checked once it is known: `pipeline.registry.check_encoder_options`)."""
+    from pipeline.encoder_options import check
+
+    check(fidelity, effort)
+
+
 def new_job_id(name: str | None = None) -> str:
     """`name` if given (checked to be a safe key part), else `job-<UTC time>-<4 hex>`."""
     if name:
@@ -176,7 +184,8 @@ def commit_video_task(dest: str, s3_endpoint: str | None, job_id: str, plan, res
 @task(name="compress-video", cache_policy=NO_CACHE)
 def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id: str, n_keep: int,
                         max_gop: int, threshold: float, progress: JobProgress | None,
-                        quality: bool = False, mode: str = "plain", frame_scales: int | None = None) -> VideoOutcome:
+                        quality: bool = False, mode: str = "plain", frame_scales: int | None = None,
+                        fidelity: float | None = None, effort: str | None = None) -> VideoOutcome:
     """Plan one source's GOPs on an actor, encode them on the pool, then commit them."""
     from pipeline.gop import group_gops
     from pipeline.pgv import GopEntry
@@ -189,7 +198,7 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
     if progress:
         progress.add_video(ident.video_id, plan.frame_count)
     calls = [(ui, EncodeRequest(ident.source, [(i, gops[i].first_frame, gops[i].frame_count) for i in unit],
-                                n_keep, quality, frame_scales))
+                                n_keep, quality, frame_scales, fidelity, effort))
              for ui, unit in enumerate(units)]
     results = [None] * len(gops)
     for _, res, err in pool.map(calls):
@@ -246,6 +255,8 @@ def compress(
     quality: bool = False,
     mode: str = "plain",
     frame_scales: int | None = None,
+    fidelity: float | None = None,
+    effort: str | None = None,
 ) -> dict:
     """Compress every video under `sources` (files, folders, `s3://` prefixes) into the archive `dest`.
 
@@ -254,8 +265,10 @@ def compress(
     weights: codec weights path (or `random:tiny:<seed>` for tests); threshold: keyframe colour
     distance (mean ΔE); quality: also measure PSNR-Y and MS-SSIM of every video at every scale count
     (decodes each GOP K times; shown by `savings`); mode: "plain" | "keyframe" (each GOP's keyframe at
-    every kept scale, its other frames at scales 1..`frame_scales`, 1 <= frame_scales <= scales kept).
-    Videos already archived (same content hash, in either mode) are skipped. Returns the job report
+    every kept scale, its other frames at scales 1..`frame_scales`, 1 <= frame_scales <= scales kept);
+    fidelity (0..100, the rate knob) and effort ("fast" | "medium" | "slow"): the latent family's encoder
+    settings (None = 60 / "medium"; a family without them, VQ, refuses them), recorded in each stream header
+    and the manifest. Videos already archived (same content hash, in either mode) are skipped. Returns the job report
     (`JobReport.to_dict()`).
     """
     from pipeline.settings import Settings
@@ -263,6 +276,7 @@ def compress(
     from workers.requests import IdentifyRequest
 
     check_mode(mode, frame_scales, scales)  # bad input fails before anything starts
+    check_encoder_values(fidelity, effort)
     env = Settings.from_env()  # deployments: RAY_ADDRESS, S3 endpoint, weights from the worker's environment
     weights = weights or env.weights
     s3_endpoint = s3_endpoint or env.s3_endpoint
@@ -288,6 +302,9 @@ def compress(
         if not 1 <= n_keep <= len(pool.scales):
             raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
         check_mode(mode, frame_scales, n_keep)
+        from pipeline.registry import check_encoder_options
+
+        check_encoder_options(weights, fidelity, effort, family=pool.codec.family)
         todo, seen = [], set()
         for src, ident, err in pool.map([(f, IdentifyRequest(f)) for f in files]):
             if err is None and ident.size_bytes == 0:  # would share one content hash with every empty file
@@ -306,7 +323,8 @@ def compress(
         with JobProgress(job_id, len(todo)) as progress:
             futures = [
                 (ident, compress_video_task.submit(pool, ident, dest, s3_endpoint, job_id, n_keep, max_gop,
-                                                   threshold, progress, quality, mode, frame_scales))
+                                                   threshold, progress, quality, mode, frame_scales, fidelity,
+                                                   effort))
                 for ident in todo
             ]
             for ident, fut in futures:

@@ -12,7 +12,7 @@ from pipeline.settings import apply_environment
 
 apply_environment()
 
-from flows.compress import check_mode, compress  # noqa: E402
+from flows.compress import check_encoder_values, check_mode, compress  # noqa: E402
 
 DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00 in `timezone`
 
@@ -20,13 +20,14 @@ DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00 in `timezone`
 def compress_deployment(name: str = "nightly-compress", cron: str = DEFAULT_CRON, timezone: str = "UTC",
                         **parameters):
     """A `RunnerDeployment` of `compress` with a cron schedule and default parameters (flow signature;
-    `mode`/`frame_scales` are checked now, not at the first scheduled run)."""
+    `mode`/`frame_scales` and `fidelity`/`effort` are checked now, not at the first scheduled run)."""
     from prefect.schedules import Cron
 
     unknown = set(parameters) - set(compress.parameters.properties)
     if unknown:
         raise TypeError(f"not parameters of the compress flow: {sorted(unknown)}")
     check_mode(parameters.get("mode") or "plain", parameters.get("frame_scales"), parameters.get("scales"))
+    check_encoder_values(parameters.get("fidelity"), parameters.get("effort"))
     return compress.to_deployment(
         name=name,
         schedule=Cron(cron, timezone=timezone),

@@ -50,7 +50,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     RAY_USAGE_STATS_ENABLED=0 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PREFECT_HOME=/home/progvc/.prefect \
-    PROGVC_WEIGHTS=/app/models/progvc.pt \
     PROGVC_DEVICE=auto
 USER progvc
 CMD ["progvc", "--help"]

@@ -51,7 +51,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     RAY_USAGE_STATS_ENABLED=0 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PREFECT_HOME=/home/progvc/.prefect \
-    PROGVC_WEIGHTS=/app/models/progvc.pt \
     PROGVC_DEVICE=auto \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
