@@ -24,7 +24,7 @@ from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
 from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
-from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals
+from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals, mode_from_symbol
 from pipeline.latent.tables import N_SPREAD
 
 MODEL_ID = "latent-v1"
@@ -34,6 +34,7 @@ PARAM_VERSION = 1
 PREDICT_MODES = ("argmax", "sample", "none")
 MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
 MOTION_LAMBDA_PER_STEP = 4.0
+MOTION_SUBPEL = 1  # half-pel vectors (quarter-pel measured: more vector bits than it saves)
 
 
 def _best_spread(y: torch.Tensor) -> int:
@@ -81,6 +82,7 @@ class GopParams:
     effort: int
     hidden: int
     block: int  # motion block side (luma pixels)
+    subpel: int  # vector grid: 4 >> subpel quarter-pels
     mv_spread: tuple[int, int]  # table spread of motion modes and of vector residuals
     w1_bits: int  # ARM first-layer weights in 2^-w1_bits units
     w_bits: int  # other ARM weights in 2^-w_bits units
@@ -95,18 +97,18 @@ class GopParams:
             enc.encode(y, np.zeros(len(y), dtype=np.int64), np.full(len(y), sp, dtype=np.int64))
         blob = enc.finish()
         head = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden, self.block,
-                *self.mv_spread, self.w1_bits, self.w_bits, *spreads, len(blob)]
+                *self.mv_spread, self.w1_bits, self.w_bits, *spreads, len(blob), self.subpel]
         return pack_ints(head) + blob
 
     @classmethod
     def parse(cls, data: bytes) -> tuple[GopParams, int]:
         vals, end = unpack_ints(data, 0)
-        if len(vals) != 17 or vals[0] != PARAM_VERSION:
+        if len(vals) != 18 or vals[0] != PARAM_VERSION:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
         hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
         if (not 1 <= hidden <= 64 or vals[1] < 1 or not 4 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
                 or not all(0 <= v < N_SPREAD for v in vals[6:8] + vals[10:16]) or not 8 <= w1_bits <= 14
-                or not 2 <= w_bits <= 12 or end + vals[16] > len(data)):
+                or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2):
             raise ValueError("parameter block fields out of range")
         shapes = [(hidden, N_FEATURES), (hidden,), (hidden, hidden), (hidden,), (2, hidden), (2,)]
         dec = SymbolDecoder(data[end : end + vals[16]])
@@ -115,7 +117,8 @@ class GopParams:
             n = math.prod(shp)
             y = dec.decode(np.zeros(n, dtype=np.int64), np.full(n, sp, dtype=np.int64))
             arm.append(torch.from_numpy(y).reshape(shp))
-        return cls(vals[1], vals[2], vals[3], hidden, block, (vals[6], vals[7]), w1_bits, w_bits, arm), end + vals[16]
+        return (cls(vals[1], vals[2], vals[3], hidden, block, vals[17], (vals[6], vals[7]), w1_bits, w_bits, arm),
+                end + vals[16])
 
 
 def _crc(values: list[np.ndarray]) -> int:
@@ -191,8 +194,8 @@ class LatentCodec:
         for hidden in self.effort.hiddens:
             arm = self.fit_arm(feats, target, hidden)
             for w1, wb in PRECISIONS:
-                cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.mv_spread,
-                                 w1, wb, arm.quantized(w1, wb))
+                cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.subpel,
+                                 base.mv_spread, w1, wb, arm.quantized(w1, wb))
                 mu, frac, spread = arm_int(f64, cand.arm, w1, wb)
                 bits = table_bits((tgt - mu).numpy(), frac.numpy(), spread.numpy()) + 8 * len(cand.to_bytes())
                 if bits < best_bits:
@@ -216,9 +219,9 @@ class LatentCodec:
         step_q8 = step_for_quality(self.quality)
         steps_t = G.step_tensors(geo, step_q8, self.chroma_step_q2)
         block = self.motion_block(step_q8)
-        coef, fields = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8))
+        coef, fields = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), MOTION_SUBPEL)
         q = G.quantise(coef, steps_t, geo)
-        mv_syms = field_symbols(fields)
+        mv_syms = field_symbols(fields, 4 >> MOTION_SUBPEL)
         mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
                           for k in (0, 1))
         t_lv = torch.tensor(t_band_level(geo.frames))
@@ -230,7 +233,8 @@ class LatentCodec:
             targets.append(G.band_view(q, st.band)[st.frames].reshape(-1)[pos])
         all_f = torch.cat(feats).float()
         all_t = torch.cat(targets).float()
-        base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, mv_spread, 0, 0, [])
+        base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, MOTION_SUBPEL,
+                         mv_spread, 0, 0, [])
         params = self._choose_arm(all_f, all_t, base)
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
@@ -340,6 +344,7 @@ class LatentCodec:
                        ) -> list[list[Field]]:
         """Motion fields from the head of layer 1's symbols, in `field_symbols` order."""
         nby, nbx = block_grid(height, width, params.block)
+        unit = 4 >> params.subpel
 
         def take(cls_: int, n: int) -> torch.Tensor:
             z = np.zeros(n, dtype=np.int64)
@@ -350,11 +355,9 @@ class LatentCodec:
         for _ in range(t_levels(frames)):
             lev = []
             for _i in range(n // 2):
-                mode = take(0, nby * nbx).reshape(nby, nbx)
-                if len(mode) and (mode.min() < 0 or mode.max() > 2):
-                    raise ValueError("motion mode out of range")
-                mv_l = from_residuals(take(1, nby * nbx * 2), (nby, nbx, 2))
-                mv_r = from_residuals(take(1, nby * nbx * 2), (nby, nbx, 2))
+                mode = mode_from_symbol(take(0, nby * nbx)).reshape(nby, nbx)
+                mv_l = from_residuals(take(1, nby * nbx * 2) * unit, (nby, nbx, 2))
+                mv_r = from_residuals(take(1, nby * nbx * 2) * unit, (nby, nbx, 2))
                 lev.append(Field(mode, mv_l, mv_r))
             fields.append(lev)
             n = (n + 1) // 2

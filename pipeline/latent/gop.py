@@ -105,12 +105,12 @@ def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch
     return out
 
 
-def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float) -> tuple[list[torch.Tensor],
-                                                                                                list[list[Field]]]:
+def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float,
+            subpel: int = 1) -> tuple[list[torch.Tensor], list[list[Field]]]:
     """RGB frames → (per plane (T, h, w) int64 coefficients of the motion-compensated temporal lifting
     then the spatial wavelet (Mallat layout), the motion fields)."""
     planes = list(rgb_to_planes(frames_THWC))
-    fields = estimate(planes[0], block, motion_lam)
+    fields = estimate(planes[0], block, motion_lam, subpel)
     temporal = mctf(planes, fields, block)
     return [dwt.dwt2(x, geo.plane_levels(p)) for p, x in enumerate(temporal)], fields
 

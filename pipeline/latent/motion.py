@@ -107,8 +107,8 @@ def _block_sad(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
     return F.avg_pool2d(d, block)[0, 0] * block * block
 
 
-def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float) -> tuple[torch.Tensor,
-                                                                                                    torch.Tensor]:
+def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float,
+            subpel: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Best quarter-pel vector per block of `cur` in `ref` (both (h, w) int64 luma) → (mv (nby, nbx, 2), cost)."""
     h, w = cur.shape
     nby, nbx = -(-h // block), -(-w // block)
@@ -134,7 +134,7 @@ def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: 
                    mode="replicate")[0].permute(1, 2, 0).long()
     centre = torch.median(mv.reshape(-1, 2), 0).values
     cost = None
-    for step, rad in ((4, 2), (2, 1), (1, 1)):
+    for step, rad in ((4, 2), (2, 1), (1, 1))[: subpel + 1]:
         base = mv.clone()
         cost = None
         for dy in range(-rad, rad + 1):
@@ -159,13 +159,13 @@ def _neighbour_median(mv: torch.Tensor) -> torch.Tensor:
 
 
 def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, lam: float,
-            passes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+            passes: int = 2, unit: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Pull vectors towards their neighbours' median where that costs little SAD (cheaper to code)."""
     h, w = cur.shape
     cost = None
     for _ in range(passes):
         pred = _neighbour_median(mv)
-        cands = [mv, pred] + [pred + torch.tensor(o) for o in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+        cands = [mv, pred] + [pred + unit * torch.tensor(o) for o in ((0, 1), (0, -1), (1, 0), (-1, 0))]
         best, cost = None, None
         for cand in cands:
             pr = compensate(ref, _pixel_mv(cand, block, h, w), 2)
@@ -180,8 +180,10 @@ def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, 
     return mv, cost
 
 
-def estimate(luma: torch.Tensor, block: int, lam: float) -> list[list[Field]]:
-    """Motion fields of every temporal level of a GOP's luma (T, H, W) int64 (original frames)."""
+def estimate(luma: torch.Tensor, block: int, lam: float, subpel: int = 2) -> list[list[Field]]:
+    """Motion fields of every temporal level of a GOP's luma (T, H, W) int64 (original frames); vectors
+    in quarter-pel units on a grid of 4 >> subpel (subpel 0: integer pel, 1: half, 2: quarter)."""
+    unit = 4 >> subpel
     t = luma.shape[0]
     fields: list[list[Field]] = []
     frames = luma
@@ -192,9 +194,11 @@ def estimate(luma: torch.Tensor, block: int, lam: float) -> list[list[Field]]:
         radius = min(32, 8 * dist)
         lev = []
         for i in range(d.shape[0]):
-            mv_l, c_l = _smooth(d[i], s[i], _search(d[i], s[i], block, radius, lam)[0], block, lam)
+            mv_l, c_l = _smooth(d[i], s[i], _search(d[i], s[i], block, radius, lam, subpel)[0], block, lam,
+                                unit=unit)
             if i + 1 < s.shape[0]:
-                mv_r, c_r = _smooth(d[i], s[i + 1], _search(d[i], s[i + 1], block, radius, lam)[0], block, lam)
+                mv_r, c_r = _smooth(d[i], s[i + 1], _search(d[i], s[i + 1], block, radius, lam, subpel)[0], block,
+                                    lam, unit=unit)
                 h, w = d[i].shape
                 bi = (compensate(s[i], _pixel_mv(mv_l, block, h, w), 2)
                       + compensate(s[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
@@ -248,15 +252,27 @@ def from_residuals(r: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x
 
 
-def field_symbols(fields: list[list[Field]]) -> list[tuple[int, torch.Tensor]]:
-    """[(class, symbols)] in coding order; class 0 = modes, 1 = vector residuals."""
+MODE_SYMBOL = (0, 1, -1)  # mode 0 (both), 1 (left), 2 (right) as symbols near 0
+
+
+def field_symbols(fields: list[list[Field]], unit: int) -> list[tuple[int, torch.Tensor]]:
+    """[(class, symbols)] in coding order; class 0 = modes, 1 = vector residuals in grid units (`unit`
+    quarter-pels; every vector is a multiple of it)."""
     out = []
+    sym = torch.tensor(MODE_SYMBOL)
     for lev in fields:
         for f in lev:
-            out.append((0, f.mode.reshape(-1)))
-            out.append((1, residuals(f.mv_l)))
-            out.append((1, residuals(torch.where((f.mode != 1)[..., None], f.mv_r, 0))))
+            out.append((0, sym[f.mode.reshape(-1)]))
+            out.append((1, residuals(f.mv_l) // unit))
+            out.append((1, residuals(torch.where((f.mode != 1)[..., None], f.mv_r, 0)) // unit))
     return out
+
+
+def mode_from_symbol(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of MODE_SYMBOL; ValueError for other values."""
+    if len(y) and (y.min() < -1 or y.max() > 1):
+        raise ValueError("motion mode out of range")
+    return torch.where(y < 0, 2, y)
 
 
 def block_grid(height: int, width: int, block: int) -> tuple[int, int]:
