@@ -13,6 +13,11 @@ prefix). Regenerate (only after a deliberate format change, with a note in the c
 
 The pixel decoder runs in float32 on the CPU: the pinned pixel MD5s hold on the x86-64 CPUs this was made
 and checked on; the token MD5s (integer, entropy decoded + predicted) hold on any machine.
+
+The latent stream `latent_v1.pgv` (the default model latent-v1, fidelity 60, effort fast: a 96x64 window of
+samples/sam2_dog.mp4, 2 GOPs) has its decoded-pixel MD5 per K pinned in `latent_v1.json`; its decoder is
+integer throughout, so they hold on any machine. Regenerate (only after a deliberate change of the latent
+format or decoder) with `.venv/bin/python tests/golden/make_latent_golden.py`.
 """
 
 from __future__ import annotations
@@ -98,6 +103,31 @@ def test_golden_stream_decodes_to_pinned_pixels(name):
     pixels, tokens = decoded_md5s(path)
     assert tokens == TOKENS_MD5[name], "the decoded tokens changed: the stream format or the decoder broke"
     assert pixels == PIXELS_MD5[name], "tokens are unchanged but the decoded pixels differ (pixel decoder)"
+
+
+def test_latent_golden_stream_decodes_to_pinned_pixels(capsys):
+    """The committed latent-v1 stream decodes, through the stream API and the model the header names, to the
+    pinned pixels at every K; `progvc info` shows its encoder settings."""
+    import json
+
+    from flows.cli import main
+    from pipeline.pgv import read_pgv
+    from pipeline.stream import decode_video
+
+    pins = json.loads((GOLDEN / "latent_v1.json").read_text())
+    path = GOLDEN / pins["stream"]
+    data = path.read_bytes()
+    assert len(data) == pins["bytes"] <= 20_000 and hashlib.sha256(data).hexdigest() == pins["sha256"]
+    stream = read_pgv(path)
+    h = stream.header
+    assert (h.model_id, h.mode, h.format_version, stream.n_layers) == ("latent-v1", "plain", 2, 7)
+    assert h.encoder == pins["encoder"] == {"fidelity": 60, "effort": "fast"}
+    assert [[g.first_frame, g.frame_count] for g in h.gops] == pins["gops"]
+    assert stream.layer_bytes == pins["layer_bytes"]
+    got = [_md5(decode_video(path, scales=k, progress=False)) for k in range(1, stream.n_layers + 1)]
+    assert got == pins["pixels_md5"], "the latent decoder's output changed: a format break for archived streams"
+    assert main(["info", str(path)]) == 0
+    assert "encoder     fidelity=60 effort=fast" in capsys.readouterr().out
 
 
 def test_golden_stream_cli_decode_matches(tmp_path, capsys):
