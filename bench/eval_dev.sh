@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Regenerate docs/results/ (summary.md, results.json, rd_<metric>.png): rate-distortion of ProGVC
-# (shipped weights models/progvc.pt, every scale count K) vs x264/x265 (medium, slow) and SVT-AV1 on
-# the dev clips, first 16 frames each, GOP 16. Encodes are cached by content hash in
-# ~/.cache/progvc-eval ($PROGVC_EVAL_CACHE), so a re-run only computes what changed.
-# Both ProGVC modes (plain, keyframe) are evaluated; plain mode is decoded twice, with the context model's
-# prediction of the untransmitted scales (argmax, curve "ProGVC") and without it ("ProGVC (none)").
-# Extra arguments go to `progvc eval` (e.g. --weights runs/x.pt, --no-cache).
-# Measured on the shared 2-core dev machine (load average 7-10 from other jobs), cold cache:
-#   references only (177 points): 223-226 s; with the shipped models/progvc.pt (93d29d4227e6bce7,
-#   10 scales, every K: 50 ProGVC + 193 reference points): 1068 s (17.8 min). Pass --frames 8 to go faster.
+# Regenerate docs/results/ (summary.md, results.json, rd_<metric>.png): rate-distortion of ProGVC with the
+# default model (latent-v1: a sweep of fidelities 30,38,46,54,62,70 at effort medium, one encode per clip and
+# fidelity decoded at every K = 1..7) vs x264/x265 (medium, slow) and SVT-AV1 on the dev clips, first 16 frames
+# each, GOP 16. Curve "ProGVC" = all 7 layers over the fidelities; summary.md also tables the layer ladder
+# (bpp and PSNR-Y per K) of one fidelity. Keyframe mode is skipped (the latent family has none yet).
+# Encodes are cached by content hash in ~/.cache/progvc-eval ($PROGVC_EVAL_CACHE; keys include fidelity,
+# effort and a hash of the codec's sources), so a re-run only computes what changed.
+# Extra arguments go to `progvc eval`: e.g. --effort fast|slow, --fidelities 20,40,60,80, --no-cache; the old
+# VQ model: --weights models/progvc.pt --plain-predict none (plain and keyframe mode, every K).
+# Not yet timed with the latent default (the VQ model took 1068 s cold on the shared 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV="${PROGVC_DEV_CLIPS:-../shared/data/clips/dev}"
 PY="${PYTHON:-.venv/bin/python}"
-exec "$PY" -m flows.cli eval "$DEV" --out docs/results --frames 16 --gop 16 --plain-predict none \
+exec "$PY" -m flows.cli eval "$DEV" --out docs/results --frames 16 --gop 16 --effort medium \
   --regenerate "bench/eval_dev.sh" "$@"

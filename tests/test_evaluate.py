@@ -3,6 +3,7 @@ tiny random ProGVC model (real codec, real encoders, real libvmaf)."""
 
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from pipeline import metrics, video_io
 from pipeline.evaluate import refcodecs
 from pipeline.evaluate.runner import MAX_GAP_RATIO, gop_spans, sweep_crf
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def moving_clip(T: int = 8, H: int = 64, W: int = 96, seed: int = 0) -> np.ndarray:
@@ -241,3 +244,71 @@ def test_keyframe_points_cache_keys_and_matched_bpp(tmp_path):
     assert report.plain_at_bpp(plain, plain[1]["bpp"], "psnr_y") == pytest.approx(plain[1]["metrics"]["psnr_y"])
     assert [report.curve_label(p) for p in (plain[0], kf[0])] == ["ProGVC", "ProGVC keyframe"]
     assert report.bd_metrics(["psnr_y", "tfd", "vmaf"]) == ["psnr_y", "vmaf"]
+
+
+def test_latent_fidelity_sweep_one_encode_per_fidelity_every_k(tmp_path):
+    """The default (latent) model: one encode per (clip, fidelity) at the chosen effort serves every K; the main
+    curve is the K = N points over the fidelities, K < N are the ladder (out of the curves, tabled); cache keys
+    carry fidelity, effort and the latent sources' hash; a second pass computes nothing."""
+    import torch
+
+    from pipeline.evaluate import report
+    from pipeline.evaluate.cache import EvalCache, frames_hash
+    from pipeline.evaluate.runner import (
+        EVAL_VERSION,
+        EvalConfig,
+        codec_code_hash,
+        fidelity_points,
+        has_encoder_settings,
+        progvc_cache_key,
+    )
+    from pipeline.registry import open_codec
+
+    torch.set_num_threads(1)  # as `progvc eval` runs it (--threads 1)
+    codec = open_codec(None)
+    assert codec.model_id == "latent-v1" and has_encoder_settings(codec)
+    frames = video_io.read_frames(ROOT / "samples" / "sam2_dog.mp4", 0, 3)[:, 96:160, 200:296].copy()
+    cfg = EvalConfig(codecs=("progvc",), gop=16, metrics=("psnr_y",), fidelities=(40, 60), effort="fast")
+    cache = EvalCache(tmp_path / "c")
+    pts = fidelity_points(codec, "dog", frames, cfg, cache)
+    n = codec.n_layers
+    assert [(p["fidelity"], p["K"]) for p in pts] == [(f, k) for f in (40, 60) for k in range(1, n + 1)]
+    for f in (40, 60):
+        ladder = [p for p in pts if p["fidelity"] == f]
+        assert all(a["bits"] < b["bits"] for a, b in zip(ladder, ladder[1:]))  # one stream: bits rise with K
+        assert len({p["encode_s"] for p in ladder}) == 1  # ... from one encode
+        assert [p["ladder"] for p in ladder] == [True] * (n - 1) + [False]
+        assert all(p["param_name"] == "fidelity" and p["param"] == f and p["preset"] == "fast" for p in ladder)
+    top = [p for p in pts if not p["ladder"]]
+    assert top[0]["bits"] < top[1]["bits"] and top[0]["metrics"]["psnr_y"] < top[1]["metrics"]["psnr_y"]
+    base = {"clip": frames_hash(frames), "codec": "progvc", "model": "latent-v1", "gop": 16, "eval": EVAL_VERSION,
+            "code": codec_code_hash(codec)}
+    assert codec_code_hash(codec) != codec_code_hash()  # the latent sources, not the VQ family's
+    keys = {progvc_cache_key(base, "point", K=k, predict="argmax", fidelity=float(f), effort="fast")
+            for f in (40, 60) for k in range(1, n + 1)}
+    keys |= {progvc_cache_key(base, "encode", fidelity=float(f), effort="fast") for f in (40, 60)}
+    assert keys == {f.stem for f in (tmp_path / "c").rglob("*.json")}  # 2 encodes + 2 x N points
+    cache2 = EvalCache(tmp_path / "c")
+    again = fidelity_points(codec, "dog", frames, cfg, cache2)
+    assert cache2.misses == 0 and [p["bits"] for p in again] == [p["bits"] for p in pts]
+    # the report: one 'ProGVC' curve of the K = N points, labelled by fidelity; the ladder table at fidelity 60
+    curves = report._curves(pts)
+    assert list(curves["dog"]) == ["ProGVC"] and [p["K"] for p in curves["dog"]["ProGVC"]] == [n, n]
+    assert [report.point_tag(p) for p in curves["dog"]["ProGVC"]] == ["f40", "f60"]
+    assert report.ladder_fidelity(pts) == 60
+    table = "\n".join(report._ladder_markdown(pts))
+    assert "Layer ladder at fidelity 60 (effort fast)" in table
+    assert all(f"| {p['K']} | {p['bpp']:.4f} / " in table for p in pts if p["fidelity"] == 60)
+
+
+def test_eval_refuses_latent_flags_for_the_vq_model(tmp_path, capsys):
+    from flows.cli import main
+    from pipeline.codec import Codec, CodecConfig
+
+    weights = tmp_path / "tiny.pt"
+    Codec.random(CodecConfig.tiny(), seed=0).save(weights)
+    clip = tmp_path / "c.y4m"
+    video_io.write_video(clip, moving_clip(2, H=64, W=64), fps=25)
+    assert main(["eval", str(clip), "--out", str(tmp_path / "ev"), "--weights", str(weights), "--effort", "fast",
+                 "--codecs", "progvc", "--no-cache"]) == 1
+    assert "--fidelities/--effort apply to the latent family" in capsys.readouterr().err

@@ -1,8 +1,11 @@
 """`progvc eval CLIP... --out DIR`: rate-distortion of ProGVC vs x264 / x265 / AV1 on the same frames.
 
-ProGVC runs in plain mode (every frame at K scales) and keyframe mode (frame 0 of each GOP at all N
-scales, the others at K; `--modes`); summary.md compares the two at matched bpp, with the temporal
-frame-difference error `tfd` beside PSNR-Y, MS-SSIM and VMAF.
+The default model (latent family): a sweep of `--fidelities` at `--effort`, one encode per (clip, fidelity)
+decoded at every K; curve 'ProGVC' = all layers over the fidelities, the per-K layer ladder of one fidelity
+tabled in summary.md. Keyframe mode is skipped for it (not supported by the latent family yet).
+A VQ model (`--weights models/progvc.pt`): plain mode (every frame at K scales) and keyframe mode (frame 0
+of each GOP at all N scales, the others at K; `--modes`); summary.md compares the two at matched bpp, with
+the temporal frame-difference error `tfd` beside PSNR-Y, MS-SSIM and VMAF.
 
 Writes DIR/results.json (every point), DIR/summary.md (BD-rate and per-clip tables) and
 DIR/rd_<metric>.png. Encodes are cached by content hash (default ~/.cache/progvc-eval, or
@@ -20,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"}
+DEFAULT_FIDELITIES = "30,38,46,54,62,70"
 # = pipeline.metrics.METRICS (a test keeps them equal): `progvc --help` does not import numpy for it
 METRICS = ("psnr_y", "psnr_rgb", "ms_ssim", "vmaf", "tfd")
 
@@ -40,7 +44,14 @@ def register(subparsers) -> None:
     p.add_argument("--codecs", default="progvc,x264,x265,av1", help="comma list of progvc,x264,x265,av1")
     p.add_argument("--frames", type=int, default=16, help="frames per clip from the start (default 16; 0 = all)")
     p.add_argument("--gop", type=int, default=16, help="GOP length = keyframe interval for every codec")
-    p.add_argument("--weights", default=None, help="ProGVC weights (default models/progvc.pt)")
+    p.add_argument("--weights", default=None,
+                   help="ProGVC model: a model id or weights file (default: the registry's default, latent-v1; "
+                        "the VQ model: --weights models/progvc.pt)")
+    p.add_argument("--fidelities", default=None,
+                   help=f"latent family: fidelities to sweep, comma list of 0..100 (default {DEFAULT_FIDELITIES}); "
+                        "one encode each, decoded at every K")
+    p.add_argument("--effort", default=None, choices=("fast", "medium", "slow"),
+                   help="latent family: encoder effort of the sweep (default medium)")
     p.add_argument("--presets", default="medium,slow", help="x264/x265 presets (default medium,slow)")
     p.add_argument("--av1-preset", default="8", help="SVT-AV1 preset 0..13 (default 8)")
     p.add_argument("--scales", default=None, help="ProGVC scale counts K to evaluate, e.g. 4,6,8 (default all)")
@@ -72,10 +83,26 @@ def register(subparsers) -> None:
         default="0.02,0.1",
         help="bpp range the reference sweeps cover when ProGVC is not evaluated (default 0.02,0.1)",
     )
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for ProGVC and the metrics (default 1: the latent encoder's ops are "
+                        "small, and 2 threads on a busy 2-core machine made its encodes ~15x slower)")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/progvc-eval)")
     p.add_argument("--no-cache", action="store_true", help="compute everything, store nothing")
     p.add_argument("--regenerate", default=None, help=argparse.SUPPRESS)  # documented command for summary.md
     p.set_defaults(func=run)
+
+
+def _fidelities(text: str) -> tuple[float, ...]:
+    from pipeline.errors import ProGVCError
+
+    try:
+        vals = tuple(float(x) for x in _csv(text))
+    except ValueError:
+        raise ProGVCError(f"--fidelities {text!r}: use a comma list of numbers 0..100, e.g. {DEFAULT_FIDELITIES}") \
+            from None
+    if not vals or any(not 0 <= v <= 100 for v in vals):
+        raise ProGVCError(f"--fidelities {text!r}: use a comma list of numbers 0..100, e.g. {DEFAULT_FIDELITIES}")
+    return tuple(sorted(set(vals)))
 
 
 def _expand(clips: list[str]) -> list[Path]:
@@ -108,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.evaluate.runner import MODES, EvalConfig, evaluate_clip
 
     console = Console(stderr=True)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     codecs = tuple(_csv(args.codecs))
     bad = [c for c in codecs if c != "progvc" and c not in CODECS]
     if bad:
@@ -127,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if not modes or any(m not in MODES for m in modes):
         raise ProGVCError(f"--modes {args.modes!r}: choose one or more of {', '.join(MODES)}")
     lo, hi = (float(x) for x in _csv(args.bpp_range))
+    fidelities = _fidelities(args.fidelities or DEFAULT_FIDELITIES)
     cfg = EvalConfig(
         codecs=codecs,
         presets=tuple(_csv(args.presets)),
@@ -141,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         modes=modes,
         default_bpp_range=(lo, hi),
         notes=notes,
+        fidelities=fidelities,
+        effort=args.effort,
     )
     clips = _expand(args.clips)
     cache = EvalCache(None if args.no_cache else (args.cache or DEFAULT_CACHE_DIR))
@@ -148,11 +181,44 @@ def run(args: argparse.Namespace) -> int:
     codec = None
     progvc_desc = "not requested (--codecs)"
     if "progvc" in codecs:
-        from pipeline.registry import open_codec
+        from pipeline.encoder_options import DEFAULT_EFFORT
+        from pipeline.evaluate.runner import has_encoder_settings
+        from pipeline.registry import check_encoder_options, open_codec
 
         try:
             codec = open_codec(args.weights)
-            src = args.weights or "the default model"
+        except ProGVCError as exc:
+            if args.weights:  # the user asked for these weights: fail loudly
+                raise
+            progvc_desc = f"MISSING: {exc}"
+            notes.append(f"ProGVC points are missing: {exc}")
+        src = args.weights or "the default model"
+        if codec is not None and has_encoder_settings(codec):
+            effort = args.effort or DEFAULT_EFFORT
+            n = codec.n_layers
+            ks = list(cfg.scales) if cfg.scales else list(range(1, n + 1))
+            cfg.modes = modes = tuple(m for m in modes if m != "keyframe")
+            progvc_desc = (
+                f"model {codec.model_id} ({'`--weights ' + args.weights + '`' if args.weights else 'the default'}; "
+                f"family {codec.family}, N = {n} layers, scales {list(codec.scales)}), effort `{effort}`, "
+                f"fidelities {', '.join(f'{f:g}' for f in fidelities)}: one encode "
+                f"per (clip, fidelity), decoded from its first K layers for K in {ks} (later layers predicted by "
+                f"`{cfg.predict}`); curve 'ProGVC' = the K = {n} points over the fidelities (labelled f<fidelity>), "
+                "the other K in 'Layer ladder'"
+            )
+            if "keyframe" in tuple(_csv(args.modes)):
+                notes.append(f"Keyframe mode skipped: the {codec.family} family has no keyframe mode yet "
+                             "(plain mode only).")
+            if cfg.plain_predicts:
+                notes.append(f"--plain-predict {','.join(cfg.plain_predicts)} ignored for the {codec.family} family: "
+                             f"the 'ProGVC' curve decodes every layer (nothing to predict); the ladder uses "
+                             f"`{cfg.predict}`.")
+        elif codec is not None:
+            try:
+                check_encoder_options(codec.model_id, fidelities[0] if args.fidelities else None, args.effort,
+                                      family=codec.family)
+            except ProGVCError as exc:
+                raise ProGVCError(str(exc).replace("--fidelity/", "--fidelities/")) from None
             progvc_desc = (
                 f"weights `{src}` (model id {codec.model_id}, family {codec.family}), scales "
                 f"{list(codec.scales)} (N = {codec.n_layers}), every K evaluated"
@@ -169,11 +235,6 @@ def run(args: argparse.Namespace) -> int:
                     f"K in {[k for k in (cfg.scales or range(1, n)) if 1 <= k < n]}, their scales K+1..{n} "
                     f"generated by the context model conditioned on the keyframe (`{cfg.predict}`)"
                 )
-        except ProGVCError as exc:
-            if args.weights:  # the user asked for these weights: fail loudly
-                raise
-            progvc_desc = f"MISSING: {exc}"
-            notes.append(f"ProGVC points are missing: {exc}")
 
     t0 = time.perf_counter()
     points: list[dict] = []
@@ -221,6 +282,9 @@ def run(args: argparse.Namespace) -> int:
         "progvc": progvc_desc,
         "modes": list(modes),
         "model_id": codec.model_id if codec else None,
+        "effort": cfg.effort,
+        "fidelities": list(fidelities),
+        "ladder_fidelity": report.ladder_fidelity(points),
         "references": "; ".join(refs) or "none",
         "bits_definition": report.BITS_DEFINITION,
         "versions": {"av": av.__version__, "libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))},

@@ -1,6 +1,8 @@
 """Write `progvc eval` outputs: results.json (every point), summary.md (BD-rate and per-clip tables, keyframe
-mode vs plain mode), rd_<metric>.png (bpp on x, one line per codec/preset, ProGVC's points labelled with K;
-both ProGVC modes on the same axes)."""
+mode vs plain mode, the latent family's layer ladder), rd_<metric>.png (bpp on x, one line per codec/preset,
+ProGVC's points labelled with K, or with the fidelity for the latent family; both ProGVC modes on the same
+axes). Layer-ladder points (`ladder: true`: K < N of a fidelity sweep) are in results.json and the ladder
+table, not in the curves."""
 
 from __future__ import annotations
 
@@ -50,10 +52,22 @@ def curve_label(p: dict) -> str:
     return f"av1 preset {p['preset']}" if p["codec"] == "av1" else f"{p['codec']} {p['preset']}"
 
 
+def is_ladder(p: dict) -> bool:
+    """A layer-ladder point (K < N of a fidelity sweep): tabled per K, not a point of any RD curve."""
+    return bool(p.get("ladder"))
+
+
+def point_tag(p: dict) -> str:
+    """A ProGVC point's label on the plots: `K=3`, or `f60` for a fidelity sweep."""
+    return f"f{p['param']:g}" if p.get("param_name") == "fidelity" else f"K={p['param']}"
+
+
 def _curves(points: list[dict]) -> dict[str, dict[str, list[dict]]]:
-    """clip -> curve label -> points sorted by bpp."""
+    """clip -> curve label -> points sorted by bpp (layer-ladder points left out)."""
     out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
+        if is_ladder(p):
+            continue
         out[p["clip"]][curve_label(p)].append(p)
     for clip in out:
         for lab in out[clip]:
@@ -207,7 +221,7 @@ def plot_rd(out_dir: Path, points: list[dict], metrics: list[str]) -> list[Path]
                 if is_progvc(lab):
                     for p, xi, yi in zip(pts, x, y):
                         ax.annotate(
-                            f"K={p['param']}",
+                            point_tag(p),
                             (xi, yi),
                             textcoords="offset points",
                             xytext=(3, -9) if lab == PLAIN else (3, 4),
@@ -343,6 +357,49 @@ def _keyframe_markdown(points: list[dict], metrics: list[str], facts: list[dict]
     return L
 
 
+def ladder_fidelity(points: list[dict], wanted: float | None = None) -> float | None:
+    """The fidelity whose layer ladder the summary tables: `wanted` when swept, else the swept one nearest
+    the default fidelity (60); None without a fidelity sweep."""
+    fids = sorted({p["fidelity"] for p in points if p.get("param_name") == "fidelity" and "fidelity" in p})
+    if not fids:
+        return None
+    if wanted is not None and wanted in fids:
+        return wanted
+    from pipeline.encoder_options import DEFAULT_FIDELITY
+
+    return min(fids, key=lambda f: (abs(f - DEFAULT_FIDELITY), -f))
+
+
+def _ladder_markdown(points: list[dict], wanted: float | None = None) -> list[str]:
+    """'Layer ladder': per clip, bpp and PSNR-Y of ONE stream (fidelity `ladder_fidelity`) decoded from its first
+    K layers, K = 1..N (the later layers predicted as the run's --predict says)."""
+    fid = ladder_fidelity(points, wanted)
+    if fid is None:
+        return []
+    rows = [p for p in points if p["codec"] == "progvc" and p.get("param_name") == "fidelity"
+            and p.get("fidelity") == fid]
+    clips = sorted({p["clip"] for p in rows})
+    by = {(p["clip"], p["K"]): p for p in rows}
+    ks = sorted({p["K"] for p in rows})
+    effort = rows[0].get("effort", "") if rows else ""
+    L = [
+        f"## Layer ladder at fidelity {fid:g} (effort {effort})",
+        "",
+        f"One stream per clip (fidelity {fid:g}), decoded from its first K layers: what a re-serve at K layers "
+        "reads and shows. Cells: bpp / PSNR-Y (dB).",
+        "",
+        "| K | " + " | ".join(clips) + " |",
+        "|---|" + "---|" * len(clips),
+    ]
+    for k in ks:
+        cells = []
+        for c in clips:
+            p = by.get((c, k))
+            cells.append("–" if p is None else f"{p['bpp']:.4f} / {_fmt(p['metrics'].get('psnr_y'), 'psnr_y')}")
+        L.append(f"| {k} | " + " | ".join(cells) + " |")
+    return L + [""]
+
+
 def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict, metrics: list[str]) -> None:
     curves = _curves(points)
     anchors = sorted({curve_label(p) for p in points if p["codec"] != "progvc"})
@@ -389,6 +446,7 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
         L += ["No reference codec in this run.", ""]
     else:
         L += ["ProGVC points are missing from this run (see notes above), so there is no ProGVC BD-rate.", ""]
+    L += _ladder_markdown(points, meta.get("ladder_fidelity"))
     extra_plains = sorted({curve_label(p) for p in points if is_plain(curve_label(p))} - {PLAIN})
     for lab in extra_plains + ([KEYFRAME] if has_keyframe else []):
         if anchors:
@@ -415,7 +473,8 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
     ]
     by_lab: dict[str, list[dict]] = defaultdict(list)
     for p in points:
-        by_lab[curve_label(p)].append(p)
+        if not is_ladder(p):
+            by_lab[curve_label(p)].append(p)
     for lab in sorted(by_lab, key=_label_order):
         ps = by_lab[lab]
         params = [p["param"] for p in ps]
@@ -454,9 +513,10 @@ def write_summary(path: Path, points: list[dict], clips: list[dict], meta: dict,
             top = max(pv, key=lambda p: p["param"])
             L += [
                 "",
-                f"ProGVC entropy efficiency at K={top['param']}: coded bits ÷ model cross-entropy = "
-                f"{top['bits'] / top['ce_bits']:.4f} (chunk headers included).",
+                f"ProGVC entropy efficiency at {top['param_name']}={top['param']}: coded bits ÷ the encoder's "
+                f"estimate (model cross-entropy) = {top['bits'] / top['ce_bits']:.4f} (chunk headers included).",
             ]
+
         L.append("")
     L += ["RD plots: " + ", ".join(f"[rd_{m}.png](rd_{m}.png)" for m in metrics), ""]
     path.write_text("\n".join(L))

@@ -1,5 +1,11 @@
 """Rate-distortion points for one clip: ProGVC at every scale count K and reference-codec CRF sweeps.
 
+Families with encoder settings (the latent family, the default model): `fidelity_points` sweeps
+`cfg.fidelities` at `cfg.effort`; ONE encode per (clip, fidelity) serves every K (decoded from its first K
+chunks, K = 1..N). The main curve (mode "plain", param "fidelity") is the K = N points over fidelities; the
+K < N points are the layer ladder (`ladder: true`, kept out of the curves; the summary tables them).
+Keyframe mode is not evaluated for such families (the latent family has none yet).
+
 A point is a plain dict (JSON-ready): clip, codec, preset, param_name, param, frames, width, height,
 gop, bits, bpp, encode_s, decode_s, metrics {name: clip mean}, per_frame {name: [values]}.
 `bpp` = bits / (frames x width x height) of the original (unpadded) frames.
@@ -52,12 +58,14 @@ class EvalConfig:
     frames: int = 16
     gop: int = 16
     metrics: tuple[str, ...] = M.METRICS
-    weights: str | None = None  # None: models/progvc.pt
+    weights: str | None = None  # None: the registry's default model (latent-v1)
     predict: str = "argmax"
     scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N (keyframe mode: 1..N-1)
     modes: tuple[str, ...] = ("plain", "keyframe")  # ProGVC modes (see progvc_points / keyframe_points)
     plain_predicts: tuple[str, ...] = ()  # extra plain-mode curves decoded with these predict modes
     default_bpp_range: tuple[float, float] = (0.02, 0.1)  # sweep target when ProGVC is not evaluated
+    fidelities: tuple[float, ...] = (30, 38, 46, 54, 62, 70)  # latent family: the rate sweep (--fidelities)
+    effort: str | None = None  # latent family: encoder effort (None = pipeline.encoder_options.DEFAULT_EFFORT)
     cache_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -68,19 +76,33 @@ _CODEC_TRAINING_ONLY = {"train.py", "data.py", "cli.py"}
 _STREAM_SOURCES = ("codec_api.py", "pgv.py", "stream.py")  # under pipeline/
 
 
-def codec_code_hash() -> str:
-    """Hash of the ProGVC inference sources: cached ProGVC points are recomputed when the codec changes."""
+def codec_code_hash(codec=None) -> str:
+    """Hash of the inference sources of `codec`'s family package (None: the VQ family, `pipeline/codec`) and
+    of the stream layer: cached ProGVC points are recomputed when the codec changes."""
     import hashlib
+    import sys
 
-    import pipeline.codec as pkg
+    import pipeline.codec as vq
 
+    pkg_dir = Path(vq.__file__).parent
+    if codec is not None:
+        mod = sys.modules.get(type(codec).__module__)
+        if mod is not None and getattr(mod, "__file__", None):
+            pkg_dir = Path(mod.__file__).parent
     h = hashlib.sha256()
-    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+    for f in sorted(pkg_dir.glob("*.py")):
         if f.name not in _CODEC_TRAINING_ONLY:
             h.update(f.name.encode() + f.read_bytes())
     for f in _STREAM_SOURCES:  # the decode loop, chunk checks and seeds live outside the family package
-        h.update(f.encode() + (Path(pkg.__file__).parent.parent / f).read_bytes())
+        h.update(f.encode() + (Path(vq.__file__).parent.parent / f).read_bytes())
     return h.hexdigest()[:16]
+
+
+def has_encoder_settings(codec) -> bool:
+    """Whether `codec`'s family takes --fidelity/--effort (then eval sweeps fidelities: `fidelity_points`)."""
+    from pipeline.registry import encoder_hook
+
+    return codec is not None and encoder_hook(codec.family) is not None
 
 
 def _lib_version() -> str:
@@ -163,7 +185,7 @@ def _progvc_base(codec, frames_THWC: np.ndarray, cfg: EvalConfig) -> dict:
         "model": codec.model_id,
         "gop": cfg.gop,
         "eval": EVAL_VERSION,
-        "code": codec_code_hash(),
+        "code": codec_code_hash(codec),
     }
 
 
@@ -216,8 +238,9 @@ def _progvc_point(
     n_chunks: int,
     frame_scales: int | None,
     preset: str,
-    param: int,
+    param: int | float,
     predict: str,
+    param_name: str = "K",
     **extra,
 ) -> Point:
     """Decode the first `n_chunks` chunks of every GOP of `enc` (untransmitted scales as `predict` says)
@@ -239,7 +262,7 @@ def _progvc_point(
         clip,
         "progvc",
         preset,
-        "K",
+        param_name,
         param,
         frames_THWC,
         np.stack(dec),
@@ -280,6 +303,49 @@ def progvc_points(
             p["clip"] = clip
             p["mode"] = "plain"  # points cached before keyframe mode existed lack the field
             p["extra_curve"] = predict != cfg.predict  # a second plain curve (report label "ProGVC (<predict>)")
+            points.append(p)
+    return points
+
+
+def fidelity_points(
+    codec, clip: str, frames_THWC: np.ndarray, cfg: EvalConfig, cache: EvalCache, progress: ProgressFn | None = None
+) -> list[Point]:
+    """A family with encoder settings (latent): for each fidelity of `cfg.fidelities`, ONE encode at
+    `cfg.effort` (cached; key: clip, model, GOP, code hash, fidelity, effort), decoded from its first K chunks
+    for every K (`cfg.scales`, default 1..N; finer layers predicted as `cfg.predict` says). Points: codec
+    "progvc", mode "plain", preset = effort, param "fidelity", plus `K`, `fidelity`, `effort`; `ladder`
+    true for K < N (kept out of the RD curves, tabled per K in the summary)."""
+    from pipeline.encoder_options import DEFAULT_EFFORT
+    from pipeline.stream import encoder_for
+
+    effort = cfg.effort or DEFAULT_EFFORT
+    base = _progvc_base(codec, frames_THWC, cfg)
+    n_scales = codec.n_layers
+    ks = [k for k in (cfg.scales or range(1, n_scales + 1)) if 1 <= k <= n_scales]
+    spans = gop_spans(frames_THWC.shape[0], cfg.gop)
+    points = []
+    for f in cfg.fidelities:
+        f = float(f)
+        fid = int(f) if f.is_integer() else f
+        enc_key = progvc_cache_key(base, "encode", fidelity=f, effort=effort)
+        enc: dict | None = None
+        for k in ks:
+            key = progvc_cache_key(base, "point", K=k, predict=cfg.predict, fidelity=f, effort=effort)
+            p = _cached_point(cache, key, cfg.metrics)
+            if p is None:
+                if enc is None:
+                    if progress:
+                        progress(f"{clip}: ProGVC encode fidelity {fid:g}, effort {effort}")
+                    enc = _encode_gops(encoder_for(codec, f, effort), clip, frames_THWC, spans, cache, enc_key, None,
+                                       None)
+                if progress:
+                    progress(f"{clip}: ProGVC fidelity {fid:g} decode K={k}/{n_scales}")
+                p = _progvc_point(codec, clip, frames_THWC, cfg, spans, enc, k, None, effort, fid, cfg.predict,
+                                  param_name="fidelity", K=k, fidelity=fid, effort=effort, ladder=k < n_scales)
+                cache.put("points", key, p)
+            p["clip"] = clip
+            p["mode"] = "plain"
+            p["extra_curve"] = False
             points.append(p)
     return points
 
@@ -450,7 +516,11 @@ def evaluate_clip(
     points: list[Point] = []
     wall: dict[str, float] = {}
     t0 = time.perf_counter()
-    if "progvc" in cfg.codecs and codec is not None:
+    if "progvc" in cfg.codecs and has_encoder_settings(codec):
+        if "plain" in cfg.modes:  # keyframe mode: not for these families (yet); the CLI says so in the notes
+            points += fidelity_points(codec, clip, frames, cfg, cache, progress)
+            wall["progvc"] = time.perf_counter() - t0
+    elif "progvc" in cfg.codecs and codec is not None:
         if "plain" in cfg.modes:
             points += progvc_points(codec, clip, frames, cfg, cache, progress)
             wall["progvc"] = time.perf_counter() - t0
@@ -458,7 +528,7 @@ def evaluate_clip(
             t0 = time.perf_counter()
             points += keyframe_points(codec, clip, frames, cfg, cache, progress)
             wall["progvc keyframe"] = time.perf_counter() - t0
-    pv = [p["bpp"] for p in points if p["codec"] == "progvc"]
+    pv = [p["bpp"] for p in points if p["codec"] == "progvc" and not p.get("ladder")]
     bpp_range = (min(pv), max(pv)) if pv else cfg.default_bpp_range
     facts["sweep_bpp_target"] = list(bpp_range)
     for name in ("x264", "x265", "av1"):
