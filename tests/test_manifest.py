@@ -20,7 +20,10 @@ DESIGN_COLUMNS = ["job_id", "video_id", "source_uri", "source_bytes", "width", "
 
 
 def test_schema_has_design_columns_then_quality_and_status():
-    assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status", "frames_coded", "mode"]
+    assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status", "frames_coded", "mode",
+                                                "effort", "fidelity"]
+    assert mf.SCHEMA.field("effort").type == pa.string() and mf.SCHEMA.field("effort").nullable
+    assert mf.SCHEMA.field("fidelity").type == pa.float64() and mf.SCHEMA.field("fidelity").nullable
     assert mf.SCHEMA.field("frames_coded").type == pa.int32() and mf.SCHEMA.field("frames_coded").nullable
     assert mf.SCHEMA.field("mode").type == pa.string() and mf.SCHEMA.field("mode").nullable
     for q in ("psnr", "ms_ssim", "vmaf"):
@@ -221,3 +224,31 @@ def test_parts_written_before_keyframe_mode_still_read(any_store):
     eff = mf.read_manifest(any_store)
     pruned = eff.filter(pc.is_valid(eff.column("pruned_at")))
     assert set(pruned.column("scale").to_pylist()) == {3} and set(pruned.column("mode").to_pylist()) == {"plain"}
+
+
+def test_encoder_settings_columns_and_older_parts(any_store):
+    """`effort`/`fidelity` are on every row of a video written with encoder settings (the latent family's header
+    field), null for one without (VQ) and for parts written before the columns existed."""
+    import pyarrow.parquet as pq
+
+    old_vid, header, gops, source = synthetic_video(21, n_gops=2, n_scales=3)
+    old = ArchiveWriter(any_store, "old-job").write_video(old_vid, header, gops, source, "m")
+    old = mf.conform(old).drop_columns(["effort", "fidelity"])
+    old = old.set_column(old.schema.get_field_index("job_id"), "job_id", pa.array(["old-job"] * old.num_rows))
+    old = old.set_column(old.schema.get_field_index("status"), "status", pa.array(["committed"] * old.num_rows))
+    old = old.set_column(old.schema.get_field_index("created_at"), "created_at",
+                         pa.array([mf.utcnow()] * old.num_rows, mf.TS))
+    sink = pa.BufferOutputStream()
+    pq.write_table(old, sink)
+    any_store.put("manifests/old-job/part-20250101T000000000000Z-00000000.parquet", sink.getvalue().to_pybytes())
+    w = ArchiveWriter(any_store, "new-job")
+    lat_vid, lh, lgops, lsrc = synthetic_video(22, n_gops=2, n_scales=3)
+    w.archive_video(lat_vid, lh, lgops, lsrc, "latent-v1", encoder={"fidelity": 55, "effort": "fast"})
+    vq_vid, vh, vgops, vsrc = synthetic_video(23, n_gops=1, n_scales=3)
+    w.archive_video(vq_vid, vh, vgops, vsrc, "m")
+    eff = mf.read_manifest(any_store)
+    assert eff.schema.field("fidelity").type == pa.float64()
+    by: dict[str, set] = {}
+    for r in eff.to_pylist():
+        by.setdefault(r["video_id"], set()).add((r["effort"], r["fidelity"]))
+    assert by == {lat_vid: {("fast", 55.0)}, vq_vid: {(None, None)}, old_vid: {(None, None)}}
