@@ -125,16 +125,19 @@ def _add_common(p: argparse.ArgumentParser, model: bool = False, weights_help: s
 
 
 def _check_encoder(args: argparse.Namespace, s) -> None:
-    """UsageError unless `--fidelity`/`--effort` (when given) apply to the model that will encode: `s.weights`
-    (--weights / PROGVC_WEIGHTS) or the default model. A model only a Ray cluster has is checked there."""
+    """UsageError unless `--fidelity`/`--effort` (when given) and `--mode` apply to the model that will encode:
+    `s.weights` (--weights / PROGVC_WEIGHTS) or the default model. A model only a Ray cluster has is checked
+    there."""
     fidelity, effort = getattr(args, "fidelity", None), getattr(args, "effort", None)
-    if fidelity is None and effort is None:
+    mode = getattr(args, "mode", None) or "plain"
+    if fidelity is None and effort is None and mode == "plain":
         return
     from pipeline.errors import ProGVCError
-    from pipeline.registry import check_encoder_options
+    from pipeline.registry import check_encoder_options, check_mode_supported
 
     try:
         check_encoder_options(s.weights, fidelity, effort)
+        check_mode_supported(s.weights, mode)
     except ProGVCError as exc:
         raise UsageError(str(exc)) from None
 

@@ -302,9 +302,10 @@ def compress(
         if not 1 <= n_keep <= len(pool.scales):
             raise ProGVCError(f"--scales {scales}: the model has {len(pool.scales)} scales; use 1..{len(pool.scales)}")
         check_mode(mode, frame_scales, n_keep)
-        from pipeline.registry import check_encoder_options
+        from pipeline.registry import check_encoder_options, check_mode_supported
 
         check_encoder_options(weights, fidelity, effort, family=pool.codec.family)
+        check_mode_supported(weights, mode, family=pool.codec.family)
         todo, seen = [], set()
         for src, ident, err in pool.map([(f, IdentifyRequest(f)) for f in files]):
             if err is None and ident.size_bytes == 0:  # would share one content hash with every empty file

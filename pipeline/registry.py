@@ -81,6 +81,7 @@ class EncoderHook:
 _builtins: dict[str, _Builtin] = {}  # exact ids and prefixes (keys ending in ":")
 _loaders: dict[str, Loader] = {}
 _encoders: dict[str, EncoderHook] = {}
+_modes: dict[str, tuple[str, ...]] = {}  # families that code only some modes (default: every mode)
 _cache: dict[tuple[str, str], CodecFamily] = {}
 _lock = threading.RLock()
 _families_imported = False
@@ -115,6 +116,23 @@ def encoder_families() -> list[str]:
     """Families whose encoders take `--fidelity`/`--effort`."""
     _import_families()
     return sorted(_encoders)
+
+
+def register_modes(family: str, modes: tuple[str, ...]) -> None:
+    """The coding modes (`pipeline.pgv.MODES`) `family` can encode, when not all of them."""
+    _modes[family] = tuple(modes)
+
+
+def check_mode_supported(spec: str | os.PathLike | None, mode: str, family: str | None = None) -> None:
+    """ProGVCError (one line) when the model `spec` (None = the default), or `family` when given, cannot encode
+    in `mode` (e.g. keyframe mode in the latent family). A family that cannot be told here passes."""
+    _import_families()
+    family = family or family_of(spec)
+    allowed = _modes.get(family or "")
+    if allowed is not None and mode not in allowed:
+        what = f"model {spec}" if spec is not None else f"the default model {DEFAULT_MODEL_ID}"
+        raise ProGVCError(f"--mode {mode}: {what} (family {family}) codes only {', '.join(allowed)} mode; for "
+                          f"{mode} mode use a VQ model (--weights models/progvc.pt)")
 
 
 def family_of(spec: str | os.PathLike | None) -> str | None:

@@ -64,6 +64,8 @@ CASES = [
      ["--fidelity/--effort apply to the latent family"]),
     (["encode", "{src}/clip.mp4", "-o", "{dest}.pgv", "--weights", "random:tiny:0", "--effort", "slow"], {},
      ["--fidelity/--effort apply to the latent family"]),
+    (["compress", "{src}", "--dest", "{dest}", "--mode", "keyframe", "--frame-scales", "3"], {},
+     ["--mode keyframe", "latent-v1", "codes only plain mode"]),
     (["reserve", "{dest}", "abc", "--scales", "0", "-o", "x.mp4"], {}, ["--scales", "0", ">= 1"]),
     (["prune", "{dest}", "--keep-scales", "0"], {}, ["--keep-scales", "0"]),
 ]

@@ -73,7 +73,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     _check_scales(a.scales, a.threads)
     codec = open_codec(a.weights)
-    codec = _encoder(codec, a.fidelity, a.effort)
+    codec = _encoder(codec, a.fidelity, a.effort, a.mode)
     if a.batch_size is not None and hasattr(codec, "batch_size"):
         codec.batch_size = a.batch_size
     s = encode_video(a.input, a.output, codec=codec, scales=a.scales, max_gop=a.gop, progress=not a.quiet,
@@ -87,13 +87,16 @@ def cmd_encode(a: argparse.Namespace) -> int:
     return 0
 
 
-def _encoder(codec, fidelity: float | None, effort: str | None):
-    """`pipeline.stream.encoder_for`, its refusal (--fidelity/--effort for the VQ family) a usage error."""
+def _encoder(codec, fidelity: float | None, effort: str | None, mode: str = "plain"):
+    """`pipeline.stream.encoder_for`; its refusal (--fidelity/--effort for the VQ family), or a mode the family
+    cannot code (keyframe mode in the latent family), is a usage error."""
     from flows.cli import UsageError
     from pipeline.errors import ProGVCError
+    from pipeline.registry import check_mode_supported
     from pipeline.stream import encoder_for
 
     try:
+        check_mode_supported(codec.model_id, mode, family=codec.family)
         return encoder_for(codec, fidelity, effort)
     except ProGVCError as exc:
         raise UsageError(str(exc)) from None

@@ -43,3 +43,4 @@ def _factory(spec: str, device: str):
 registry.register_builtin(MODEL_ID, _factory, family=FAMILY,
                           note="overfitted latent grids + integer ARM; needs no weights file")
 registry.register_encoder(FAMILY, _configure, settings)
+registry.register_modes(FAMILY, ("plain",))  # no keyframe mode yet
