@@ -6,6 +6,8 @@ learned part, overfitted per GOP, no dataset training — and range-codes layer 
 integer ARM. Layer 0's chunk starts with the GOP's parameter block (Δ, chroma step, effort, ARM).
 Decoding K layers reads chunks 0..K-1; the finer layers are predicted from the ARM (`argmax`: its
 rounded mean; `sample`: a draw from the fixed tables; `none`: zeros). All of decoding is integer.
+The temporal transform is motion compensated; the motion fields head layer 2, so layer 1 alone (the
+LL thumbnails, the cheapest preview) decodes with zero motion — the same rule for every decoder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
 from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
-from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals, mode_from_symbol
+from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals, mode_from_symbol, still_fields
 from pipeline.latent.tables import N_SPREAD
 
 MODEL_ID = "latent-v1"
@@ -34,6 +36,7 @@ PARAM_VERSION = 1
 PREDICT_MODES = ("argmax", "sample", "none")
 MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
 MOTION_LAMBDA_PER_STEP = 4.0
+MOTION_LAYER = 1  # 0-based: the motion fields head layer 2's symbols; a 1-layer decode assumes no motion
 MOTION_SUBPEL = 1  # half-pel vectors (quarter-pel measured: more vector bits than it saves)
 
 
@@ -58,8 +61,8 @@ class Effort:
 
 
 EFFORTS = {
-    "fast": Effort("fast", 300, (6,)),
-    "medium": Effort("medium", 800, (4, 10)),
+    "fast": Effort("fast", 300, (6,), 1 << 14),
+    "medium": Effort("medium", 600, (4, 10), 1 << 15),
     "slow": Effort("slow", 2000, (4, 8, 16)),
 }
 PRECISIONS = ((8, 5), (9, 6), (10, 7), (12, 8))  # (w1_bits, w_bits) tried for the ARM parameters
@@ -225,7 +228,9 @@ class LatentCodec:
         mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
                           for k in (0, 1))
         t_lv = torch.tensor(t_band_level(geo.frames))
-        walk = [(m, st) for m in range(k_max) for st in G.steps(geo, m)]
+        # every layer is fitted even when fewer are kept, so a `scales=K` stream holds exactly the first K
+        # chunks of the full stream (same ARM, same predictions of the dropped layers)
+        walk = [(m, st) for m in range(self.n_layers) for st in G.steps(geo, m)]
         feats, targets = [], []
         for _m, st in walk:
             f, pos = G.step_features(geo, q, st, t_lv)
@@ -239,13 +244,15 @@ class LatentCodec:
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
         bits = [0.0] * k_max
-        for cls_, v in mv_syms:  # motion first, in layer 1
+        for cls_, v in mv_syms if k_max > MOTION_LAYER else []:  # motion heads layer 2 (see module doc)
             y = v.numpy()
             z = np.zeros(len(y), dtype=np.int64)
             sp = np.full(len(y), mv_spread[cls_], dtype=np.int64)
-            encs[0].encode(y, z, sp)
-            bits[0] += table_bits(y, z, sp)
+            encs[MOTION_LAYER].encode(y, z, sp)
+            bits[MOTION_LAYER] += table_bits(y, z, sp)
         for (m, _st), f, tg in zip(walk, feats, targets):
+            if m >= k_max:
+                break
             mu, frac, spread = arm_int(f, params.arm, params.w1_bits, params.w_bits)
             y = (tg.to(torch.int64) - mu).numpy()
             fr, sp = frac.numpy(), spread.numpy()
@@ -300,9 +307,11 @@ class LatentCodec:
             raise StreamError(f"{where}: layer 1 parameter block is damaged ({exc})") from exc
         decs = [SymbolDecoder(parsed[0].payload[used:])] + [SymbolDecoder(ch.payload) for ch in parsed[1:]]
         try:
-            fields = self._decode_fields(decs[0], params, n_frames, height, width)
+            fields = (self._decode_fields(decs[MOTION_LAYER], params, n_frames, height, width)
+                      if len(decs) > MOTION_LAYER else still_fields(n_frames, height, width, params.block))
         except Exception as exc:  # constriction raises on garbage payloads
-            raise StreamError(f"{where} scale 1: motion decoding failed ({exc}); stream damaged") from exc
+            raise StreamError(f"{where} scale {MOTION_LAYER + 1}: motion decoding failed ({exc}); stream "
+                              "damaged") from exc
         q = [torch.zeros((n_frames, *geo.plane_shape(p)), dtype=torch.int64) for p in range(3)]
         t_lv = torch.tensor(t_band_level(n_frames))
         rng = np.random.default_rng(seed)

@@ -277,3 +277,14 @@ def mode_from_symbol(y: torch.Tensor) -> torch.Tensor:
 
 def block_grid(height: int, width: int, block: int) -> tuple[int, int]:
     return -(-height // block), -(-width // block)
+
+
+def still_fields(frames: int, height: int, width: int, block: int) -> list[list[Field]]:
+    """Zero motion, both neighbours averaged: what a decoder without the motion layer assumes."""
+    nby, nbx = block_grid(height, width, block)
+    out, n = [], frames
+    for _ in range(t_levels(frames)):
+        z = torch.zeros((nby, nbx, 2), dtype=torch.int64)
+        out.append([Field(torch.zeros((nby, nbx), dtype=torch.int64), z, z) for _ in range(n // 2)])
+        n = (n + 1) // 2
+    return out
