@@ -1,5 +1,6 @@
 """The README's main-job command (`bash scripts/demo.sh`) runs end to end: real SeaweedFS, local Ray,
-ephemeral Prefect. The tiny random model keeps it quick; the shipped weights take the same path."""
+ephemeral Prefect. The tiny random model (PROGVC_WEIGHTS) keeps it quick; without it the demo takes the same
+path with the default latent model at --effort fast (minutes: see the README's Quickstart)."""
 
 import os
 import re
