@@ -150,6 +150,7 @@ class LatentCodec:
         self.seed = seed
         self.levels = levels
         self.last_fit_s = 0.0
+        self.last_breakdown: dict = {}  # what the last encode_gop spent, by part (bench/latent_bits.py)
 
     @property
     def n_layers(self) -> int:
@@ -250,6 +251,7 @@ class LatentCodec:
             sp = np.full(len(y), mv_spread[cls_], dtype=np.int64)
             encs[MOTION_LAYER].encode(y, z, sp)
             bits[MOTION_LAYER] += table_bits(y, z, sp)
+        motion_bits = bits[MOTION_LAYER] if k_max > MOTION_LAYER else 0.0
         for (m, _st), f, tg in zip(walk, feats, targets):
             if m >= k_max:
                 break
@@ -272,6 +274,11 @@ class LatentCodec:
             counts.append(cnt)
             crcs.append(crc)
         self.last_fit_s = time.time() - t0
+        self.last_breakdown = {"params_bytes": len(head), "motion_bits": motion_bits, "hidden": params.hidden,
+                               "arm_bits": [params.w1_bits, params.w_bits], "motion_block": block,
+                               "latent_bits": [b - (8 * len(head) if m == 0 else 0) - (motion_bits if m == MOTION_LAYER
+                                                                                        else 0)
+                                               for m, b in enumerate(bits)], "seconds": self.last_fit_s}
         return EncodedGop(chunks, counts, crcs, bits)
 
     # ---- decoder ---------------------------------------------------------------------------------------
