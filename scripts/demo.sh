@@ -28,8 +28,10 @@ export PREFECT_HOME="${PREFECT_HOME:-$RUN/prefect}"   # one Prefect database per
 # would take the demo past 5 minutes on a 2-core machine. Another model: PROGVC_WEIGHTS (its family's defaults).
 if [ -n "${PROGVC_WEIGHTS:-}" ]; then
   ENCODE_ARGS=(--weights "$PROGVC_WEIGHTS")
+  RESERVE_ARGS=(--weights "$PROGVC_WEIGHTS")   # e.g. random:tiny:<seed>: its model id is not in the registry
 else
   ENCODE_ARGS=(--effort fast)
+  RESERVE_ARGS=()                              # the model the archived header names
 fi
 
 SERVER_PID=""
@@ -87,6 +89,6 @@ EOF
 OUT="$RUN/reserved_${VID}_K${K}.mp4"
 echo
 echo "demo: re-serving video $VID at $K of $N scales ..."
-progvc reserve "$DEST" "$VID" --scales "$K" -o "$OUT"   # the model the archived header names
+progvc reserve "$DEST" "$VID" --scales "$K" -o "$OUT" ${RESERVE_ARGS[@]+"${RESERVE_ARGS[@]}"}
 echo
 echo "demo: done. Playable MP4: $OUT"
