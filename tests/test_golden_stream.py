@@ -67,6 +67,9 @@ def _md5(a: np.ndarray) -> str:
     return hashlib.md5(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+PIN_THREADS = 2
+
+
 def decoded_md5s(path: Path) -> tuple[list[str], list[str]]:
     """(pixel md5 per K, token md5 per K) of a golden stream, decoded through the stream API."""
     import torch
@@ -78,15 +81,23 @@ def decoded_md5s(path: Path) -> tuple[list[str], list[str]]:
     h = stream.header
     codec = open_for_stream(h, source=str(path))
     pixels, tokens = [], []
-    for k in range(1, stream.n_layers + 1):
-        pixels.append(_md5(np.stack(list(iter_decoded(stream, codec, scales=k, source=path.name)))))
-        toks = [
-            torch.cat([t.flatten() for t in ft]).numpy()
-            for g, e in enumerate(h.gops)
-            for ft in codec.decode_gop_tokens(stream.gop_chunks(g, k), e.frame_count, h.width, h.height,
-                                              frame_scales=h.frame_scales, generate=e.generate)
-        ]
-        tokens.append(_md5(np.concatenate(toks).astype(np.int64)))
+    # The VQ family's pixel decoder is float32 CNN: its rounding depends on the thread count (other tests,
+    # e.g. eval's --threads 1, change it in this process). The pins were made with 2 threads; the token
+    # MD5s are the machine-independent check.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(PIN_THREADS)
+    try:
+        for k in range(1, stream.n_layers + 1):
+            pixels.append(_md5(np.stack(list(iter_decoded(stream, codec, scales=k, source=path.name)))))
+            toks = [
+                torch.cat([t.flatten() for t in ft]).numpy()
+                for g, e in enumerate(h.gops)
+                for ft in codec.decode_gop_tokens(stream.gop_chunks(g, k), e.frame_count, h.width, h.height,
+                                                  frame_scales=h.frame_scales, generate=e.generate)
+            ]
+            tokens.append(_md5(np.concatenate(toks).astype(np.int64)))
+    finally:
+        torch.set_num_threads(threads)
     return pixels, tokens
 
 
