@@ -27,7 +27,7 @@ from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table
 from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
 from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals, mode_from_symbol, still_fields
-from pipeline.latent.tables import N_SPREAD
+from pipeline.latent.tables import N_SPREAD, SYMBOL_RANGE, probs
 
 MODEL_ID = "latent-v1"
 FAMILY = "latent"
@@ -337,8 +337,6 @@ class LatentCodec:
                 elif predict == "argmax":
                     y = (frac.numpy() >= 4).astype(np.int64)
                 else:
-                    from pipeline.latent.tables import SYMBOL_RANGE, probs
-
                     c = np.cumsum(probs()[frac.numpy(), spread.numpy()], 1)
                     y = (c < rng.random(len(c))[:, None]).sum(1) - SYMBOL_RANGE
                 v = mu + torch.from_numpy(np.asarray(y, dtype=np.int64))

@@ -107,7 +107,7 @@ def unpack_ints(data: bytes, offset: int = 0) -> tuple[list[int], int]:
     if offset + 4 > len(data):
         raise ValueError("parameter block truncated")
     n = int.from_bytes(data[offset : offset + 4], "little")
-    pos, out = (offset + 4) * 8, []
+    out = []
     bits = "".join(f"{b:08b}" for b in data[offset + 4 :])
     i = 0
     for _ in range(n):
@@ -120,4 +120,4 @@ def unpack_ints(data: bytes, offset: int = 0) -> tuple[list[int], int]:
         u = int(bits[i : i + z + 1], 2) - 1
         i += z + 1
         out.append(u // 2 if u % 2 == 0 else -(u + 1) // 2)
-    return out, offset + 4 + (i + 7) // 8 + (pos - pos)
+    return out, offset + 4 + (i + 7) // 8

@@ -63,7 +63,6 @@ class BandInfo:
     level: int
     chroma: bool
     high_group: bool  # temporal frames 1.. (0 = the low frame)
-    t_level: int  # temporal band level of the first frame of the group (0 = low)
 
 
 def band_features(cur: torch.Tensor, info: BandInfo, parent: torch.Tensor | None = None,

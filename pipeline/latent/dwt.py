@@ -1,4 +1,4 @@
-"""Integer lifting wavelets: CDF 9/7 (space) and LeGall 5/3 (time), multi-level, Mallat layout.
+"""Integer lifting wavelet (CDF 9/7, space), multi-level, Mallat layout; temporal level helpers.
 
 Every lifting step is x += (c · (a + b) + 2^13) >> 14 with c in Q14 and symmetric extension at the
 edges, on int64 tensors: the inverse undoes the forward exactly and every machine computes the same
@@ -13,15 +13,12 @@ import torch
 
 Q = 14
 CDF97 = (-25987, -868, 14465, 7266)  # α, β, γ, δ in Q14 (-1.586134, -0.052980, 0.882911, 0.443507)
-LEGALL53 = (-8192, 4096)  # -1/2, 1/4
 # L2 norms (Q16) of the 1-D synthesis basis functions of the un-normalised lifting, per level j = 1, 2, ...:
 # (low, high) of a band after j analysis levels; an impulse of 2^24 run through the integer inverse on a
 # 1024-sample signal (tests/test_latent_dwt.py re-measures them). A 2-D/3-D band's norm is their product.
 NORM97_Q16 = ((74698, 58147), (87935, 64452), (102145, 76822), (117790, 89815), (135528, 103772),
               (155846, 119460), (179182, 137387), (208449, 165822))
-NORM53_Q16 = ((80265, 55561), (108679, 62924), (151939, 82532), (214249, 114322), (302772, 160817))
 MAX_SPATIAL_LEVELS = len(NORM97_Q16)
-MAX_TEMPORAL_LEVELS = len(NORM53_Q16)  # GOPs of up to 32 frames
 
 
 def _lift_1d(x: torch.Tensor, dim: int, coefs: tuple[int, ...], inverse: bool) -> torch.Tensor:
@@ -85,17 +82,6 @@ def dwt2(x: torch.Tensor, levels: int, inverse: bool = False) -> torch.Tensor:
         else:
             blk = _lift_1d(_lift_1d(blk, -2, CDF97, False), -1, CDF97, False)
         x[..., :hh, :ww] = blk
-    return x
-
-
-def dwt_t(x: torch.Tensor, levels: int, inverse: bool = False) -> torch.Tensor:
-    """Multi-level LeGall 5/3 along dim 0 (time) of int64 x (T, ...): [L_J, H_J, ..., H_1]."""
-    t = x.shape[0]
-    sizes = [low_size(t, j) for j in range(levels)]
-    x = x.clone()
-    order = range(levels - 1, -1, -1) if inverse else range(levels)
-    for j in order:
-        x[: sizes[j]] = _lift_1d(x[: sizes[j]], 0, LEGALL53, inverse)
     return x
 
 

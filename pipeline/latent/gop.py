@@ -59,7 +59,7 @@ def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torc
         c = geo.find(p, b.orient, b.layer)
         cross[i] = band_view(q, c)[fr] if c is not None and min(c.shape) > 0 else None
     tpar = band_view(q, b)[0:1] if fr.start > 0 else None
-    info = BandInfo(b.orient, b.level, b.plane > 0, fr.start > 0, 0)
+    info = BandInfo(b.orient, b.level, b.plane > 0, fr.start > 0)
     f = band_features(cur.double(), info, band_view(q, par)[fr].double() if par is not None else None,
                       tuple(None if s is None else s.double() for s in sib),
                       tuple(None if c is None else c.double() for c in cross),

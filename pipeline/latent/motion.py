@@ -9,7 +9,7 @@ the encoder's arithmetic exactly on its decoded frames (open loop: quantisation 
 reaches what is predicted from it, nothing else drifts).
 
 Motion is estimated by the encoder only (coarse-to-fine SAD search with a vector-smoothness penalty)
-and coded in layer 1 (`pack_fields`).
+and coded at the head of layer 2 (`field_symbols`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from pipeline.latent.dwt import low_size, t_levels
 
-PRED_Q14 = (-8192,)  # the predict-only lifting without motion (for the norm table)
 # synthesis norms (Q16) of the predict-only temporal lifting, (low, high) per level
 NORM_PRED_Q16 = ((80265, 65536), (108679, 80265), (151939, 108679), (214249, 151939), (302772, 214249))
+MAX_FRAMES = 1 << len(NORM_PRED_Q16)  # GOPs of up to 32 frames (5 temporal levels)
 
 
 @dataclass
@@ -202,7 +202,7 @@ def estimate(luma: torch.Tensor, block: int, lam: float, subpel: int = 2) -> lis
                 h, w = d[i].shape
                 bi = (compensate(s[i], _pixel_mv(mv_l, block, h, w), 2)
                       + compensate(s[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
-                c_b = _block_sad(d[i], bi, block) / 16.0 + lam * ((mv_l.abs().sum(-1) + mv_r.abs().sum(-1)) / 4.0) * 0
+                c_b = _block_sad(d[i], bi, block) / 16.0
                 mode = torch.where((c_b <= c_l) & (c_b <= c_r), 0, torch.where(c_l <= c_r, 1, 2))
             else:
                 mv_r = torch.zeros_like(mv_l)
