@@ -26,7 +26,15 @@ from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
 from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
-from pipeline.latent.motion import Field, block_grid, field_symbols, from_residuals, mode_from_symbol, still_fields
+from pipeline.latent.motion import (
+    MAX_FRAMES,
+    Field,
+    block_grid,
+    field_symbols,
+    from_residuals,
+    mode_from_symbol,
+    still_fields,
+)
 from pipeline.latent.tables import N_SPREAD, SYMBOL_RANGE, probs
 
 MODEL_ID = "latent-v1"
@@ -217,6 +225,8 @@ class LatentCodec:
             raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {x.shape} {x.dtype}")
         if frame_scales is not None:
             raise ValueError("the latent family has no keyframe mode yet (plain mode only)")
+        if len(x) > MAX_FRAMES:
+            raise ValueError(f"the latent codec takes GOPs of at most {MAX_FRAMES} frames, got {len(x)}")
         t0 = time.time()
         k_max = self.n_layers if scales is None else max(1, min(scales, self.n_layers))
         geo = Geometry(x.shape[0], x.shape[1], x.shape[2], self.levels)
@@ -297,6 +307,8 @@ class LatentCodec:
             raise StreamError(f"{where}: no layers to decode (layer 1 holds the GOP's parameters)")
         if len(chunks) > self.n_layers:
             raise StreamError(f"{where}: {len(chunks)} layer chunks, the latent codec has {self.n_layers}")
+        if not 1 <= n_frames <= MAX_FRAMES:
+            raise StreamError(f"{where}: {n_frames} frames in one GOP (the latent codec takes 1..{MAX_FRAMES})")
         geo = Geometry(n_frames, height, width, self.levels)
         parsed = []
         for m, c in enumerate(chunks):
