@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repo's `pipeline` package, not bench/pipeline.py
 
 
 def main() -> None:
@@ -28,7 +30,7 @@ def main() -> None:
     from pipeline import metrics, video_io
     from pipeline.latent.codec import LatentCodec
     from pipeline.pgv import GopEntry
-    from pipeline.stream import build_header
+    from pipeline.stream import build_header, decode_gop_frames
 
     clips = sorted(Path(a.clips).glob("*.y4m")) or sorted((ROOT / "samples").glob("*.mp4"))
     rows = []
@@ -39,9 +41,9 @@ def main() -> None:
             c = LatentCodec(quality=fid, effort=a.effort)
             t0 = time.time()
             enc = c.encode_gop(fr)
-            dec = c.decode_gop(enc.chunks, t, w, h)
-            settings = {"fidelity": fid, "effort": a.effort}
-            hdr = build_header(c, w, h, [GopEntry(0, t, True)], 25, encoder=settings).to_bytes()
+            header = build_header(c, w, h, [GopEntry(0, t, True)], 25, encoder={"fidelity": fid, "effort": a.effort})
+            dec = decode_gop_frames(c, header, 0, enc.chunks, context=clip.stem)
+            hdr = header.to_bytes()
             bd = c.last_breakdown
             px = t * h * w
             row = {"clip": clip.stem, "fidelity": fid, "effort": a.effort, "frames": t, "width": w, "height": h,
