@@ -22,6 +22,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.encoder_options import DEFAULT_EFFORT, EFFORTS
+
 VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"}
 DEFAULT_FIDELITIES = "30,38,46,54,62,70"
 # = pipeline.metrics.METRICS (a test keeps them equal): `progvc --help` does not import numpy for it
@@ -50,8 +52,8 @@ def register(subparsers) -> None:
     p.add_argument("--fidelities", default=None,
                    help=f"latent family: fidelities to sweep, comma list of 0..100 (default {DEFAULT_FIDELITIES}); "
                         "one encode each, decoded at every K")
-    p.add_argument("--effort", default=None, choices=("fast", "medium", "slow"),
-                   help="latent family: encoder effort of the sweep (default medium)")
+    p.add_argument("--effort", default=None, choices=EFFORTS,
+                   help=f"latent family: encoder effort of the sweep (default {DEFAULT_EFFORT})")
     p.add_argument("--presets", default="medium,slow", help="x264/x265 presets (default medium,slow)")
     p.add_argument("--av1-preset", default="8", help="SVT-AV1 preset 0..13 (default 8)")
     p.add_argument("--scales", default=None, help="ProGVC scale counts K to evaluate, e.g. 4,6,8 (default all)")
@@ -181,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
     codec = None
     progvc_desc = "not requested (--codecs)"
     if "progvc" in codecs:
-        from pipeline.encoder_options import DEFAULT_EFFORT
         from pipeline.evaluate.runner import has_encoder_settings
         from pipeline.registry import check_encoder_options, open_codec
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pipeline.codec_api import EncodedGop
+from pipeline.encoder_options import DEFAULT_EFFORT, DEFAULT_FIDELITY
 from pipeline.latent import gop as G
 from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
@@ -146,8 +147,8 @@ class LatentCodec:
     model_id = MODEL_ID
     tile = 1
 
-    def __init__(self, quality: float = 60.0, effort: str = "medium", chroma_step_q2: int = 6, seed: int = 0,
-                 levels: int = LEVELS):
+    def __init__(self, quality: float = DEFAULT_FIDELITY, effort: str = DEFAULT_EFFORT, chroma_step_q2: int = 6,
+                 seed: int = 0, levels: int = LEVELS):
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
         if not 1 <= levels <= MAX_SPATIAL_LEVELS:
