@@ -1,4 +1,4 @@
-"""`progvc` archive sub-commands: compress, savings, reserve, prune, schedule.
+"""`progvc` archive sub-commands: compress, savings, reserve, prune, verify, schedule.
 
 Heavy modules (Ray, Prefect, torch) are imported inside the command functions, after
 `pipeline.settings.apply_environment` has set the environment they read at import time.
@@ -225,6 +225,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every stored object against the manifest (sizes, CRC32s; no decoding, no Ray, no Prefect): one
+    line per bad object on stdout and exit code 1, exit code 0 when clean; the summary on stderr."""
+    from pipeline.settings import Settings, apply_environment
+
+    try:
+        s = Settings.from_env().override(s3_endpoint=args.s3_endpoint)
+    except ValueError as exc:  # a bad PROGVC_* environment variable
+        raise UsageError(str(exc)) from None
+    apply_environment(s)
+    from pipeline.store import open_store
+    from pipeline.verify import verify_archive
+
+    report = verify_archive(open_store(args.dest, s3_endpoint=s.s3_endpoint),
+                            video_ids=args.video or None)
+    for line in report.problems:
+        print(line)
+    print(f"verified {report.objects} object(s) of {report.videos} video(s) ({report.chunks} chunks, "
+          f"{report.bytes_checked} bytes read): " + (f"{len(report.problems)} bad" if report.problems else "clean"),
+          file=sys.stderr)
+    return 1 if report.problems else 0
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     s = _settings(args)
     _check_encoder(args, s)
@@ -308,6 +331,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", help="only this video id (default: every video)")
     _add_common(p)
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("verify", help="check every stored object of an archive against its manifest (sizes, "
+                       "CRC32s; no decoding): one line per bad object, exit code 1 if any")
+    p.add_argument("dest", help="archive root")
+    p.add_argument("--video", action="append", metavar="ID", help="only this video id (repeatable; default: all)")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("schedule", help="serve a Prefect deployment that runs `compress` on a cron schedule")
     p.add_argument("sources", nargs="+", metavar="SRC")
