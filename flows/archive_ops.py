@@ -82,7 +82,7 @@ def commit_video(dest: str, s3_endpoint: str | None, job_id: str, plan, results:
         for g, r in enumerate(results)
     ]
     source = SourceInfo(uri=plan.source, size_bytes=plan.size_bytes, width=plan.width, height=plan.height,
-                        fps=plan.fps_num / plan.fps_den)
+                        fps=plan.fps_num / plan.fps_den, video_bytes=getattr(plan, "video_bytes", None) or None)
     # The flow read the committed set once at job start and skipped those videos; re-reading the whole
     # manifest here for every video would make a job quadratic in its size. A video committed meanwhile by
     # another job is harmless: readers keep one commit per video (pipeline.manifest.effective_rows).

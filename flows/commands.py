@@ -86,6 +86,18 @@ def check_cron(cron: str) -> str:
                          f"'0 2 * * *' (02:00 daily)") from None
 
 
+def check_timezone(name: str) -> str:
+    """UsageError unless `name` is an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--timezone {name!r}: not a known time zone; use an IANA name such as UTC, "
+                         f"Europe/Berlin or America/New_York") from None
+    return name
+
+
 def _settings(args: argparse.Namespace):
     from pipeline.settings import Settings, apply_environment
 
@@ -249,6 +261,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
+    check_timezone(args.timezone)
     s = _settings(args)
     _check_encoder(args, s)
     check_cron(args.cron)
@@ -257,6 +270,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     serve_compress(
         name=args.name,
         cron=args.cron,
+        timezone=args.timezone,
         sources=args.sources,
         dest=args.dest,
         scales=args.scales or 0,
@@ -343,6 +357,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", metavar="SRC")
     p.add_argument("--dest", required=True)
     p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default: nightly at 02:00)")
+    p.add_argument("--timezone", default="UTC", help="IANA time zone the cron fields are read in, e.g. "
+                   "Europe/Berlin (default: UTC)")
     p.add_argument("--name", default="nightly-compress", help="deployment name")
     p.add_argument("--scales", type=SCALES_OR_ALL)
     p.add_argument("--actors", type=ACTORS)

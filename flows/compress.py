@@ -15,11 +15,15 @@ What the job report says about loss (issue 16.4): a source that is cut off (fewe
 declares, `video_io.probe`) or empty *fails* with the reason, so nothing shorter than the source is committed
 silently; a committed video carries warnings when its source has audio or subtitles (not archived: only the
 first video stream is) or when its archive is larger than the source; files of a source folder/prefix that
-are not taken as video are listed as `ignored` with the reason.
+are not taken as video are listed as `ignored` with the reason. A source with variable frame timing (issue
+16.9c) is committed with every frame and a warning: the archive keeps one nominal rate, not per-frame
+timestamps (`pipeline.video_io.variable_timing`). Every run ends by logging a one-line summary and creating a
+Markdown artifact with the report (`publish_report`, key `compress-<job id>`), for the Prefect UI (16.9e).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -211,6 +215,8 @@ def compress_video_task(pool, ident, dest: str, s3_endpoint: str | None, job_id:
     archived = commit_video_task(dest, s3_endpoint, job_id, plan, results, n_keep, pool.model_id, pool.scales,
                                  pool.tile, mode, frame_scales)
     warnings = source_warnings(ident.source, s3_endpoint, ident.size_bytes, archived)
+    if getattr(plan, "timing_warning", None):  # VFR: frames kept, per-frame timestamps not (issue 16.9c)
+        warnings.insert(0, plan.timing_warning)
     return VideoOutcome(
         source=ident.source,
         status="committed",
@@ -291,7 +297,7 @@ def compress(
     if not files:
         logger.warning("no video sources found under %s", sources)
         report.seconds = time.perf_counter() - t0
-        return report.to_dict()
+        return publish_report(report.to_dict(), logger)
     committed = committed_ids_task(dest, s3_endpoint)  # before starting actors: a bad dest fails fast
     t_pool = time.perf_counter()
     pool = CodecPool(weights, n_actors=actors, device=device, s3_endpoint=s3_endpoint)
@@ -345,7 +351,57 @@ def compress(
     finally:
         pool.close()
     report.seconds = time.perf_counter() - t0
-    return report.to_dict()
+    return publish_report(report.to_dict(), logger)
+
+
+def summary_line(report: dict) -> str:
+    """The job report in one line (logged at the end of every run: the Prefect UI's log of the run shows it)."""
+    committed = report["committed"]
+    return (f"job {report['job_id']} -> {report['dest']}: {len(committed)} committed, {len(report['skipped'])} "
+            f"skipped, {len(report['failed'])} failed, {len(report.get('ignored', []))} ignored, "
+            f"{len(report['warned'])} with warnings; {report['frames']} frames in {report['seconds']:.1f} s; "
+            f"{sum(v['source_bytes'] for v in committed)} source bytes -> "
+            f"{sum(v['archived_bytes'] for v in committed)} archived bytes")
+
+
+def _md(text: object) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(report: dict) -> str:
+    """The job report as Markdown (the run's Prefect artifact): the summary, then one table row per source and
+    one line per ignored file."""
+    lines = [f"# compress job `{report['job_id']}`", "", _md(summary_line(report)), "",
+             "| source | status | video_id | frames | bytes in -> out | note |", "|---|---|---|---:|---|---|"]
+    for v in report["videos"]:
+        note = "; ".join([*([v["reason"]] if v["reason"] else []), *v.get("warnings", [])])
+        sizes = f"{v['source_bytes']} -> {v['archived_bytes']}" if v["archived_bytes"] else str(v["source_bytes"] or "")
+        lines.append(f"| {_md(v['source'])} | {v['status']}{' (!)' if v.get('warnings') else ''} | "
+                     f"{v['video_id'] or ''} | {v['frames'] or ''} | {sizes} | {_md(note)} |")
+    if report.get("ignored"):
+        lines += ["", "Ignored files:", ""] + [f"- {_md(x['source'])}: {_md(x['reason'])}" for x in report["ignored"]]
+    return "\n".join(lines) + "\n"
+
+
+def artifact_key(job_id: str) -> str:
+    """The Prefect artifact key of a job's report: `compress-<job id>` in the lowercase letters, digits and dashes
+    Prefect allows."""
+    return "compress-" + (re.sub(r"[^a-z0-9-]+", "-", job_id.lower()).strip("-") or "job")
+
+
+def publish_report(report: dict, logger) -> dict:
+    """Log the one-line summary and create the run's Markdown artifact (key `artifact_key(job_id)`), so a
+    scheduled run shows its counts in the Prefect UI (issue 16.9e). An API that refuses the artifact is a
+    warning, not a failed job. Returns `report`."""
+    logger.info(summary_line(report))
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(report_markdown(report), key=artifact_key(report["job_id"]),
+                                 description=summary_line(report))
+    except Exception as exc:  # noqa: BLE001 - the job's work is done; only its UI summary is missing
+        logger.warning("could not create the job report artifact: %s", exc)
+    return report
 
 
 def print_report(report: dict) -> None:

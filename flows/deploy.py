@@ -38,10 +38,11 @@ def compress_deployment(name: str = "nightly-compress", cron: str = DEFAULT_CRON
 
 
 def serve_compress(name: str = "nightly-compress", cron: str = DEFAULT_CRON, run_once: bool = False,
-                   **parameters) -> None:
-    """Register the deployment and serve it (blocks; Ctrl-C stops). `run_once`: trigger one run now,
-    execute it, and return when it has finished."""
-    deployment = compress_deployment(name=name, cron=cron, **parameters)
+                   timezone: str = "UTC", **parameters) -> None:
+    """Register the deployment and serve it (blocks; Ctrl-C stops). `timezone`: the IANA zone the cron
+    fields are read in (e.g. "Europe/Berlin": 02:00 local, daylight saving followed). `run_once`: trigger one
+    run now, execute it, and return when it has finished."""
+    deployment = compress_deployment(name=name, cron=cron, timezone=timezone, **parameters)
     if not run_once:
         from prefect import serve
 

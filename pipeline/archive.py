@@ -69,13 +69,15 @@ def video_id_of(source: str | Path, s3_endpoint: str | None = None, store: Store
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """The source video: its URI, size in bytes, frame size in pixels, frames per second."""
+    """The source video: its URI, size in bytes, frame size in pixels, frames per second, and the bytes of
+    its video stream's packets (None: not measured; manifest `video_stream_bytes`)."""
 
     uri: str
     size_bytes: int
     width: int
     height: int
     fps: float
+    video_bytes: int | None = None
 
 
 @dataclass
@@ -184,7 +186,8 @@ class ArchiveWriter:
         def row(gop_index, gop, scale, key, offset, length, tokens, checksum):
             q = (quality or {}).get(scale, {}) if scale > 0 else {}
             vals = dict(job_id=self.job_id, video_id=video_id, source_uri=source.uri,
-                        source_bytes=source.size_bytes, width=source.width, height=source.height,
+                        source_bytes=source.size_bytes, video_stream_bytes=source.video_bytes,
+                        width=source.width, height=source.height,
                         fps=float(source.fps), gop_index=gop_index,
                         first_frame=gop.first_frame if gop else 0,
                         frame_count=gop.frame_count if gop else sum(x.frame_count for x in gops),

@@ -14,12 +14,16 @@ the chunk holds: `frame_count` in plain mode, 1 = the GOP's keyframe alone for s
 `frame_scales` in keyframe mode, 0 on the header row) and `mode` ("plain" | "keyframe", every row).
 `keyframe` is true on every GOP row (each GOP's first frame is its keyframe). Then the encoder-settings
 columns `effort` ("fast" | "medium" | "slow") and `fidelity` (0..100), every row of a video encoded by a
-family that has them (the latent family; the stream header's `encoder` field), null otherwise.
+family that has them (the latent family; the stream header's `encoder` field), null otherwise. Then
+`video_stream_bytes` (issue 16.8): the bytes of the source's first video stream (the sum of its packets'
+sizes, measured when the job probed the source: the file without container overhead, audio, subtitles),
+every row of the video; the savings reference for "what the video itself cost".
 
 Schema evolution: parts written before a column existed read with nulls in it (`conform`, and the
 dataset reader on local stores); the effective view (`effective_rows`) fills the keyframe-mode columns of
 such rows with what they meant then: `mode = "plain"`, `frames_coded = frame_count` (0 on header rows).
-`effort`/`fidelity` stay null on such rows (nothing older had them).
+`effort`/`fidelity` stay null on such rows (nothing older had them), and so does `video_stream_bytes` (not
+measured then: `pipeline.savings` shows its ratio as null, "–" in tables, for those videos).
 
 - Scale 0 is the stream header: one row per video with `gop_index = -1`, `layer_key =
   videos/<id>/header.bin`, `byte_length` = header size, `checksum` = CRC32 of the header bytes,
@@ -94,6 +98,7 @@ SCHEMA = pa.schema([
     ("mode", pa.string()),  # "plain" | "keyframe" (the stream header's mode)
     ("effort", pa.string()),  # encoder effort (latent family), null for families without it and older parts
     ("fidelity", pa.float64()),  # encoder fidelity 0..100 (latent family), null likewise
+    ("video_stream_bytes", pa.int64()),  # bytes of the source's video packets (issue 16.8), null in older parts
 ])
 FAILURE_SCHEMA = pa.schema([("job_id", pa.string()), ("source_uri", pa.string()), ("reason", pa.string()),
                             ("failed_at", TS)])

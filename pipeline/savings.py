@@ -11,7 +11,15 @@ Definitions (bytes, per video, K = number of scales kept, 1..N):
 - `header_bytes`: size of `header.bin` (needed at every K, counted in `archived_bytes`);
 - `archived_bytes` = header_bytes + Σ chunk bytes of scales 1..K over all GOPs (what re-serving at K reads
   and what an archive pruned to K stores);
-- `ratio` = source_bytes / archived_bytes (compression factor, > 1 is a saving);
+- `ratio` = source_bytes / archived_bytes (compression factor, > 1 is a saving). `source_bytes` is the whole
+  source file, so it depends on what the file is: a raw y4m shows thousands, an H.264 MP4 single digits, and
+  a file's audio counts as saved. Two stated references do not (issue 16.8):
+- `video_stream_bytes`: the bytes of the source's video stream (its packets, measured at compress time;
+  manifest column of the same name), `ratio_video_stream` = video_stream_bytes / archived_bytes: against
+  what the source's own codec spent on the same frames. Null for videos archived before the column existed
+  (shown "–"; a job/overall row is null unless every video in it has the value);
+- `raw420_bytes` = frames · (W·H + 2·⌈W/2⌉·⌈H/2⌉) (= frames · W · H · 1.5 for even sizes: 8-bit 4:2:0, what
+  a y4m of the frames holds), `ratio_raw420` = raw420_bytes / archived_bytes: against uncompressed video;
 - `bpp` = 8 · archived_bytes / (width · height · frames), header included;
 - `psnr`, `ms_ssim`, `vmaf`: quality of the video decoded at K scales where the job recorded it (job and
   overall rows: mean over the videos that have it);
@@ -36,10 +44,22 @@ _Q = list(mf.QUALITY_COLUMNS)
 
 def _video_attrs(rows: pa.Table) -> pa.Table:
     hdr = rows.filter(pc.equal(rows.column("scale"), mf.HEADER_SCALE))
-    hdr = hdr.select(["video_id", "job_id", "source_uri", "source_bytes", "width", "height", "fps",
-                      "frame_count", "byte_length", "model_id", "created_at", "mode"])
-    return hdr.rename_columns(["video_id", "job_id", "source_uri", "source_bytes", "width", "height", "fps",
-                               "frames", "header_bytes", "model_id", "created_at", "mode"])
+    hdr = hdr.select(["video_id", "job_id", "source_uri", "source_bytes", "video_stream_bytes", "width", "height",
+                      "fps", "frame_count", "byte_length", "model_id", "created_at", "mode"])
+    return hdr.rename_columns(["video_id", "job_id", "source_uri", "source_bytes", "video_stream_bytes", "width",
+                               "height", "fps", "frames", "header_bytes", "model_id", "created_at", "mode"])
+
+
+def raw420_bytes(width: np.ndarray, height: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Bytes of the frames as raw 8-bit 4:2:0 (a y4m's frame data): W·H luma + 2 chroma planes of ⌈W/2⌉·⌈H/2⌉."""
+    w, h = np.asarray(width, np.int64), np.asarray(height, np.int64)
+    return np.asarray(frames, np.int64) * (w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2))
+
+
+def _ratio(num: pa.Array | pa.ChunkedArray, den: np.ndarray) -> pa.Array:
+    """num / den as float64, null where num is null."""
+    n = pc.cast(num, pa.float64())
+    return pc.divide(n, pa.array(den.astype(np.float64)))
 
 
 def savings(rows: pa.Table, by: str = "video") -> pa.Table:
@@ -76,12 +96,16 @@ def savings(rows: pa.Table, by: str = "video") -> pa.Table:
     pixels = (t.column("width").to_numpy().astype(np.float64) * t.column("height").to_numpy()
               * t.column("frames").to_numpy())
     src = t.column("source_bytes").to_numpy().astype(np.float64)
+    raw = raw420_bytes(t.column("width").to_numpy(), t.column("height").to_numpy(), t.column("frames").to_numpy())
     if by == "video":
         return pa.table({
             "job_id": t.column("job_id"), "video_id": t.column("video_id"), "source_uri": t.column("source_uri"),
             "scales": t.column("scales"), "mode": t.column("mode"), "source_bytes": t.column("source_bytes"),
+            "video_stream_bytes": t.column("video_stream_bytes"), "raw420_bytes": pa.array(raw, pa.int64()),
             "header_bytes": t.column("header_bytes"), "archived_bytes": pa.array(archived, pa.int64()),
-            "ratio": pa.array(src / archived), "bpp": pa.array(8.0 * archived / pixels),
+            "ratio": pa.array(src / archived),
+            "ratio_video_stream": _ratio(t.column("video_stream_bytes"), archived),
+            "ratio_raw420": pa.array(raw / archived), "bpp": pa.array(8.0 * archived / pixels),
             **{q: t.column(q) for q in _Q},
             "stored": t.column("stored"),
             "stored_bytes": pa.array(header + t.column("stored_layer_bytes").to_numpy(), pa.int64()),
@@ -91,22 +115,29 @@ def savings(rows: pa.Table, by: str = "video") -> pa.Table:
     g = pa.table({
         "job_id": t.column("job_id"), "mode": t.column("mode"), "scales": t.column("scales"),
         "video_id": t.column("video_id"),
-        "source_bytes": t.column("source_bytes"), "archived_bytes": pa.array(archived, pa.int64()),
+        "source_bytes": t.column("source_bytes"), "video_stream_bytes": t.column("video_stream_bytes"),
+        "raw420_bytes": pa.array(raw, pa.int64()), "archived_bytes": pa.array(archived, pa.int64()),
         "pixels": pa.array(pixels), "stored": pc.cast(t.column("stored"), pa.int64()),
         "stored_bytes": pa.array(header + t.column("stored_layer_bytes").to_numpy(), pa.int64()),
         **{q: t.column(q) for q in _Q},
     })
     agg = g.group_by(keys).aggregate(
-        [("video_id", "count"), ("source_bytes", "sum"), ("archived_bytes", "sum"), ("pixels", "sum"),
+        [("video_id", "count"), ("source_bytes", "sum"), ("video_stream_bytes", "sum"),
+         ("video_stream_bytes", "count"), ("raw420_bytes", "sum"), ("archived_bytes", "sum"), ("pixels", "sum"),
          ("stored", "min"), ("stored_bytes", "sum")] + [(q, "mean") for q in _Q])
     agg = agg.rename_columns([c.removesuffix("_sum").removesuffix("_mean").removesuffix("_min")
                               .replace("video_id_count", "videos") for c in agg.column_names])
     agg = agg.sort_by([(k, "ascending") for k in keys])
+    # a group's video-stream total only when every video in it has one (else its ratio would mislead)
+    vs = pc.if_else(pc.equal(agg.column("video_stream_bytes_count"), agg.column("videos")),
+                    agg.column("video_stream_bytes"), pa.scalar(None, pa.int64()))
     s = agg.column("source_bytes").to_numpy().astype(np.float64)
     a = agg.column("archived_bytes").to_numpy().astype(np.float64)
     out = {k: agg.column(k) for k in keys}
-    out.update(videos=agg.column("videos"), source_bytes=agg.column("source_bytes"),
-               archived_bytes=agg.column("archived_bytes"), ratio=pa.array(s / a),
+    raw_sum = agg.column("raw420_bytes").to_numpy().astype(np.float64)
+    out.update(videos=agg.column("videos"), source_bytes=agg.column("source_bytes"), video_stream_bytes=vs,
+               raw420_bytes=agg.column("raw420_bytes"), archived_bytes=agg.column("archived_bytes"),
+               ratio=pa.array(s / a), ratio_video_stream=_ratio(vs, a), ratio_raw420=pa.array(raw_sum / a),
                bpp=pa.array(8.0 * a / agg.column("pixels").to_numpy()),
                **{q: agg.column(q) for q in _Q}, stored=pc.equal(agg.column("stored"), 1),
                stored_bytes=agg.column("stored_bytes"))
@@ -139,12 +170,12 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
 
     console = console or Console()
     cols = [c for c in ("job_id", "video_id", "mode", "scales", "videos", "source_bytes", "archived_bytes", "ratio",
-                        "bpp", *_Q, "stored") if c in table.column_names]
+                        "ratio_video_stream", "ratio_raw420", "bpp", *_Q, "stored") if c in table.column_names]
     cols = [c for c in cols if c not in _Q or table.column(c).null_count < table.num_rows]
     rt = Table(title=title + (f" (first {max_rows} of {table.num_rows} rows)" if table.num_rows > max_rows
                               else ""))
     headers = {"source_bytes": "source", "archived_bytes": "archived", "video_id": "video", "job_id": "job",
-               "scales": "K"}
+               "scales": "K", "ratio_video_stream": "×video", "ratio_raw420": "×raw420"}
     for c in cols:
         rt.add_column(headers.get(c, c), justify="left" if c in ("job_id", "video_id") else "right",
                       no_wrap=True)
@@ -157,7 +188,7 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
                 cells.append("–")
             elif c.endswith("_bytes"):
                 cells.append(_fmt_bytes(v))
-            elif c == "ratio":
+            elif c == "ratio" or c.startswith("ratio_"):
                 cells.append(f"{v:.0f}×" if v >= 100 else f"{v:.1f}×")
             elif c == "bpp":
                 cells.append(f"{v:.4f}")
@@ -190,40 +221,85 @@ def export(table: pa.Table, path: str | Path) -> Path:
     return path
 
 
-def plot(table: pa.Table, path: str | Path, max_lines: int = 12) -> Path:
-    """PNG: compression ratio vs scale count (left) and quality (PSNR, else MS-SSIM) vs bpp where recorded
-    (right; bpp vs scale count otherwise). One line per video/job (first `max_lines`) for a `by="video"`/
-    `by="job"`/`by="mode"` table, one line for `by="scale"`."""
+#: ratio columns a plot can show, with the reference each states
+REFERENCES = {
+    "video_stream": ("ratio_video_stream", "source video stream / archived"),
+    "raw420": ("ratio_raw420", "raw 4:2:0 frames / archived"),
+    "file": ("ratio", "source file / archived"),
+}
+
+
+def _line_labels(table: pa.Table, max_lines: int) -> tuple[str | None, str, list[tuple[object, str]]]:
+    """(column that splits the lines, what one line is, [(value, legend label)]) for a savings table: source
+    file names for a per-video table (an id prefix added where two sources share a name), job ids, modes, or
+    one line for all videos."""
+    from pathlib import PurePosixPath
+
+    if "video_id" in table.column_names:
+        firsts = table.group_by("video_id", use_threads=False).aggregate([("source_uri", "first")])
+        names = {v: PurePosixPath(str(u or "").rstrip("/")).name or v
+                 for v, u in zip(firsts.column("video_id").to_pylist(), firsts.column("source_uri_first").to_pylist())}
+        order = list(dict.fromkeys(table.column("video_id").to_pylist()))[:max_lines]
+        dup = {n for n in names.values() if list(names.values()).count(n) > 1}
+        return "video_id", "video (source file)", [(v, f"{names[v]} ({v[:8]})" if names[v] in dup else names[v])
+                                                   for v in order]
+    for col, what in (("job_id", "job"), ("mode", "coding mode")):
+        if col in table.column_names:
+            vals = list(dict.fromkeys(table.column(col).to_pylist()))[:max_lines]
+            return col, what, [(v, str(v)) for v in vals]
+    return None, "all videos", [(None, "all videos")]
+
+
+def plot(table: pa.Table, path: str | Path, max_lines: int = 12, reference: str = "auto",
+         title: str | None = None) -> Path:
+    """PNG (or SVG, by the suffix): compression ratio vs scale count (left) and quality (PSNR, else MS-SSIM)
+    vs bpp where recorded (right; bpp vs scale count otherwise). One line per video (labelled with its source
+    file name), job or mode (first `max_lines`) for a `by="video"`/`"job"`/`"mode"` table, one line for
+    `by="scale"`; the titles say the grouping. `reference`: what the ratio is against ("video_stream",
+    "raw420", "file"; "auto" = the source's video stream where every row has it, else raw 4:2:0), named on
+    the axis. `title`: a heading above both plots (e.g. the archive)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if reference == "auto":
+        has_vs = "ratio_video_stream" in table.column_names and table.column("ratio_video_stream").null_count == 0
+        reference = "video_stream" if has_vs else "raw420"
+    if reference not in REFERENCES:
+        raise ManifestError(f"unknown savings reference {reference!r}: use {', '.join(REFERENCES)} or auto")
+    ratio_col, ratio_label = REFERENCES[reference]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    label_col = next((c for c in ("video_id", "job_id", "mode") if c in table.column_names), None)
-    labels = pc.unique(table.column(label_col)).to_pylist()[:max_lines] if label_col else ["all"]
+    label_col, what, lines = _line_labels(table, max_lines)
     q = next((c for c in ("psnr", "ms_ssim", "vmaf") if table.column(c).null_count < table.num_rows), None)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for lab in labels:
-        sub = table.filter(pc.equal(table.column(label_col), lab)) if label_col else table
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for value, label in lines:
+        sub = table.filter(pc.equal(table.column(label_col), value)) if label_col else table
         k = sub.column("scales").to_numpy()
-        ax1.plot(k, sub.column("ratio").to_numpy(), marker="o", label=str(lab)[:12])
+        ax1.plot(k, sub.column(ratio_col).to_numpy(zero_copy_only=False), marker="o", label=label)
         if q:
-            ax2.plot(sub.column("bpp").to_numpy(), sub.column(q).to_numpy(zero_copy_only=False), marker="o")
+            ax2.plot(sub.column("bpp").to_numpy(), sub.column(q).to_numpy(zero_copy_only=False), marker="o",
+                     label=label)
         else:
-            ax2.plot(k, sub.column("bpp").to_numpy(), marker="o")
-    ax1.set(xlabel="scales kept (K)", ylabel="compression ratio (source / archived)", yscale="log",
-            title="Savings by scale count")
+            ax2.plot(k, sub.column("bpp").to_numpy(), marker="o", label=label)
+    shown = (f"one line per {what}" + (f", first {len(lines)}" if len(lines) == max_lines else "")
+             if label_col else "all videos summed")
+    ax1.set(xlabel="scales kept (K)", ylabel=f"compression ratio ({ratio_label})", yscale="log",
+            title=f"Savings by scale count ({shown})")
     if q:
-        ax2.set(xlabel="bits per pixel (header included)", ylabel=q, title=f"{q} vs bpp")
+        ax2.set(xlabel="bits per pixel (header included)", ylabel=q, title=f"{q} vs bpp ({shown})")
     else:
-        ax2.set(xlabel="scales kept (K)", ylabel="bits per pixel (header included)", title="bpp by scale count")
+        ax2.set(xlabel="scales kept (K)", ylabel="bits per pixel (header included)",
+                title=f"bpp by scale count ({shown})")
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
-    if len(labels) > 1:
-        ax1.legend(fontsize=7, title=label_col)
+        ax.title.set_fontsize(9)
+    ax1.legend(fontsize=7, title=what, title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG keeps its text as text (searchable)
+        fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -41,6 +41,28 @@ class VideoInfo:
     pix_fmt: str
     size_bytes: int
     rotation: int  # degrees, counter-clockwise, as the stream's display matrix says
+    video_bytes: int = 0  # bytes of the video stream's packets (the file without container, audio, ...)
+    frame_intervals_s: tuple[float, float] | None = None  # shortest, longest gap between frames' timestamps
+
+
+#: Frame timing is called variable when the longest and the shortest interval between consecutive
+#: presentation timestamps differ by more than this fraction of the nominal frame interval (timestamps are
+#: rounded to the stream's time base, e.g. 1 ms in Matroska: 40 vs 41 ms is still constant).
+VFR_TOLERANCE = 0.25
+
+
+def variable_timing(info: VideoInfo) -> str | None:
+    """A one-line warning when `info`'s frames are not evenly spaced in time (variable frame rate), else None.
+    The archive keeps the frames and one nominal rate (`info.fps`), not the per-frame timestamps."""
+    if info.frame_intervals_s is None or not info.fps:
+        return None
+    lo, hi = info.frame_intervals_s
+    nominal = 1.0 / float(info.fps)
+    if hi - lo <= VFR_TOLERANCE * nominal:
+        return None
+    return (f"variable frame rate: frame intervals {lo * 1000:.0f}-{hi * 1000:.0f} ms; archived with a constant "
+            f"{float(info.fps):.3f} fps (per-frame timing not kept), so a re-served copy runs "
+            f"{info.frame_count * nominal:.2f} s instead of the source's timing")
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,7 @@ class PacketIndex:
     end_ts: int | None = None  # largest pts + duration (stream time base): where the packets end
     data_end: int | None = None  # largest byte position + size of a packet: where the video data ends
     packet_count: int = 0  # every video packet the file holds, empty ones (AVI's dropped frames) included
+    video_bytes: int = 0  # sum of the video packets' sizes: the source's video-stream bytes (no container)
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -97,11 +120,12 @@ def _packet_index(container: av.container.InputContainer, path: str | os.PathLik
     keys: list[tuple[int, int]] = []
     end_ts: int | None = None
     data_end: int | None = None
-    count = 0
+    count = size = 0
     try:
         for packet in container.demux(stream):
             if packet.size > 0 or (packet.pos is not None and packet.pos >= 0):  # not the demuxer's flush packet
                 count += 1
+            size += packet.size
             if packet.size == 0 or packet.pts is None:
                 continue
             p = int(packet.pts)
@@ -117,7 +141,7 @@ def _packet_index(container: av.container.InputContainer, path: str | os.PathLik
     pts.sort()
     keys.sort()
     return PacketIndex(tuple(pts), tuple(k for k, _ in keys), tuple(min(k, d) for k, d in keys), end_ts, data_end,
-                       count)
+                       count, size)
 
 
 def _duration_tag_s(value: str | None) -> float | None:
@@ -205,6 +229,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if rotation in (90, 270):
             width, height = height, width
         n = len(index.pts)
+        intervals = None
+        if n > 2 and stream.time_base:
+            gaps = np.diff(np.asarray(index.pts, dtype=np.float64)) * float(stream.time_base)
+            intervals = (float(gaps.min()), float(gaps.max()))
         return VideoInfo(
             path=str(path),
             width=width,
@@ -216,6 +244,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             pix_fmt=pix_fmt,
             size_bytes=Path(path).stat().st_size,
             rotation=rotation,
+            video_bytes=index.video_bytes,
+            frame_intervals_s=intervals,
         )
 
 
@@ -367,6 +397,14 @@ def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = Non
     return np.stack(frames)
 
 
+def pad_even(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> even H and W, an odd side extended by a copy of its last row/column (edge padding)."""
+    h, w = rgb.shape[:2]
+    if not (h % 2 or w % 2):
+        return rgb
+    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -376,8 +414,11 @@ def write_video(
 ) -> int:
     """Write (H, W, 3) uint8 RGB frames; returns the number written.
 
-    `.mp4`/`.mkv`/`.mov`: H.264 (libx264) at `crf`, yuv420p (yuv444p when a side is odd, which 4:2:0
-    cannot carry). `.y4m`: raw YUV 4:2:0 in a YUV4MPEG2 stream.
+    `.mp4`/`.mkv`/`.mov`: H.264 (libx264) at `crf`, yuv420p, the format every browser and player decodes.
+    4:2:0 H.264 cannot carry an odd width or height, so an odd side is padded by one column/row copied from
+    the last one (`pad_even`): a 65x49 video is written 66x50 (the pixels of the 65x49 picture unchanged
+    at the top left). Cropping instead would drop a real row/column; 4:4:4 (the only exact odd-size H.264)
+    does not play in browsers. `.y4m`: raw YUV 4:2:0 at the exact size (chroma rounded up), as FFmpeg does.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -394,6 +435,8 @@ def write_video(
                 rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
                 if rgb.ndim != 3 or rgb.shape[2] != 3:
                     raise VideoError(f"{path}: frame {n} has shape {rgb.shape}, expected (H, W, 3)")
+                if suffix != ".y4m":
+                    rgb = pad_even(rgb)
                 h, w = rgb.shape[:2]
                 if stream is None:
                     if suffix == ".y4m":
@@ -401,7 +444,7 @@ def write_video(
                         stream.pix_fmt = "yuv420p"
                     else:
                         stream = out.add_stream("libx264", rate=rate)
-                        stream.pix_fmt = "yuv444p" if (w % 2 or h % 2) else "yuv420p"
+                        stream.pix_fmt = "yuv420p"
                         stream.options = {"crf": str(crf), "preset": preset}
                     stream.width, stream.height = w, h
                     cs = "ITU709" if h >= 720 else "ITU601"

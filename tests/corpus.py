@@ -137,7 +137,7 @@ def build_corpus(root: str | os.PathLike, seed: int = 0) -> list[Case]:
     add("1x1 video", d / "one_by_one.mkv", "ok", (1, 1), 3, note="FFV1 yuv444p")
     _encode(d / "two_by_two.mp4", _frames(3, 2, 2), "libx264", "yuv420p")
     add("2x2 video", d / "two_by_two.mp4", "ok", (2, 2), 3, note="H.264 yuv420p")
-    video_io.write_video(d / "wide_4097x17.mkv", _frames(2, 17, 4097), 25)
+    _encode(d / "wide_4097x17.mkv", _frames(2, 17, 4097), "libx264", "yuv444p")  # write_video pads odd sizes
     add("4097x17 video", d / "wide_4097x17.mkv", "ok", (4097, 17), 2, note="H.264 yuv444p (odd sides)")
     _encode(d / "ten_bit.mkv", _frames(4, 32, 48), "ffv1", "yuv420p10le")
     add("10-bit source", d / "ten_bit.mkv", "ok", (48, 32), 4, note="FFV1 yuv420p10le")

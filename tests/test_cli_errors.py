@@ -54,6 +54,8 @@ CASES = [
     (["schedule", "{src}", "--dest", "{dest}", "--cron", "61 * * * *"], {}, ["--cron", "61 * * * *", "cron"]),
     (["schedule", "{src}", "--dest", "{dest}", "--cron", "every night"], {}, ["--cron", "every night"]),
     (["schedule", "{src}", "--dest", "{dest}", "--actors", "-2"], {}, ["--actors", "-2"]),
+    (["schedule", "{src}", "--dest", "{dest}", "--timezone", "Mars/Olympus"], {},
+     ["--timezone", "Mars/Olympus", "time zone"]),
     (["compress", "{src}", "--dest", "{dest}", "--fidelity", "101"], {}, ["--fidelity", "101", "0..100"]),
     (["compress", "{src}", "--dest", "{dest}", "--effort", "turbo"], {}, ["--effort", "'turbo'", "fast"]),
     (["compress", "{src}", "--dest", "{dest}", "--weights", "random:tiny:0", "--effort", "fast"], {},

@@ -373,10 +373,10 @@ def _flow_runs_of(api: str, deployment_id: str) -> list[dict]:
     return resp.json()
 
 
-def _serve_cron(api: str, tmp_path: Path, completed: bool) -> dict:
+def _serve_cron(api: str, tmp_path: Path, completed: bool, extra: tuple[str, ...] = ()) -> dict:
     """Run `progvc schedule --cron "* * * * *"` on an empty source folder against the server `api` until the
     server's scheduler has created a run from the cron schedule (`completed`: until such a run has also been
-    executed by the serving process and completed). Returns that flow run."""
+    executed by the serving process and completed). `extra`: more `schedule` arguments. Returns that flow run."""
     src, dest = tmp_path / "src", tmp_path / "archive"
     src.mkdir()
     name = f"cron-{uuid.uuid4().hex[:6]}"
@@ -384,7 +384,7 @@ def _serve_cron(api: str, tmp_path: Path, completed: bool) -> dict:
     log = open(tmp_path / "schedule.log", "w")
     proc = subprocess.Popen(
         [str(BIN / "progvc"), "schedule", str(src), "--dest", str(dest), "--cron", "* * * * *", "--name", name,
-         "--weights", TINY_MODEL],
+         "--weights", TINY_MODEL, *extra],
         env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     t0 = time.monotonic()
@@ -422,11 +422,14 @@ def _serve_cron(api: str, tmp_path: Path, completed: bool) -> dict:
 def test_schedule_cron_creates_runs(prefect_server, tmp_path):
     """`progvc schedule --cron "* * * * *"` against a real Prefect server: the server's scheduler creates
     runs from the cron schedule, due at the next minutes (issue 16.2: with SQLAlchemy 2.1 it logged
-    `InvalidRequestError: Can't evaluate bulk DML statement` every loop and created none)."""
-    found = _serve_cron(prefect_server, tmp_path, completed=False)
+    `InvalidRequestError: Can't evaluate bulk DML statement` every loop and created none). `--timezone`
+    (issue 16.9d) is the schedule's time zone on the server."""
+    found = _serve_cron(prefect_server, tmp_path, completed=False, extra=("--timezone", "Asia/Kolkata"))
     due = datetime.fromisoformat(found["expected_start_time"].replace("Z", "+00:00"))
     assert due.second == 0 and due.microsecond == 0, due
     assert (due - datetime.now(timezone.utc)).total_seconds() > -120, due  # a run of the next minutes
+    dep = api_call("GET", f"{prefect_server}/deployments/{found['deployment_id']}").json()
+    assert [s["schedule"]["timezone"] for s in dep["schedules"]] == ["Asia/Kolkata"], dep["schedules"]
 
 
 @pytest.mark.slow
@@ -436,3 +439,11 @@ def test_schedule_cron_run_completes(prefect_server, tmp_path):
     waiting for the next minute: hence `slow`). The source folder is empty, so no Ray starts."""
     found = _serve_cron(prefect_server, tmp_path, completed=True)
     assert found["state_type"] == "COMPLETED"
+    # issue 16.9e: the scheduled run's report is in the UI: a Markdown artifact and a one-line summary log
+    arts = api_call("POST", f"{prefect_server}/artifacts/filter",
+                    json={"artifacts": {"flow_run_id": {"any_": [found["id"]]}}}).json()
+    assert [(a["type"], a["key"].startswith("compress-job-")) for a in arts] == [("markdown", True)], arts
+    assert "0 committed, 0 skipped, 0 failed" in arts[0]["data"]
+    logs = api_call("POST", f"{prefect_server}/logs/filter",
+                    json={"logs": {"flow_run_id": {"any_": [found["id"]]}}, "limit": 200}).json()
+    assert any(lg["message"].startswith("job job-") and "0 committed" in lg["message"] for lg in logs), logs

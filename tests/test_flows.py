@@ -129,6 +129,17 @@ def test_cli_compress_savings_prune_reserve(local_clips, tmp_path, ray_session, 
     info = video_io.probe(out_y4m)
     assert (info.width, info.height, info.frame_count) == (64, 48, 14)
 
+    # verify (issue 16.9a) on real codec output: clean after the prune; one flipped byte -> exit 1, one line
+    capsys.readouterr()
+    assert main(["verify", str(dest)]) == 0
+    layer = store.local_path(f"videos/{vid}/layer-2.bin")
+    data = bytearray(layer.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    layer.write_bytes(bytes(data))
+    assert main(["verify", str(dest)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{store.url(f'videos/{vid}/layer-2.bin')}: "), out
+
 
 @pytest.mark.slow
 def test_schedule_run_once_serves_the_deployment(local_clips, tmp_path):

@@ -21,7 +21,8 @@ DESIGN_COLUMNS = ["job_id", "video_id", "source_uri", "source_bytes", "width", "
 
 def test_schema_has_design_columns_then_quality_and_status():
     assert mf.SCHEMA.names == DESIGN_COLUMNS + ["psnr", "ms_ssim", "vmaf", "status", "frames_coded", "mode",
-                                                "effort", "fidelity"]
+                                                "effort", "fidelity", "video_stream_bytes"]
+    assert mf.SCHEMA.field("video_stream_bytes").type == pa.int64() and mf.SCHEMA.field("video_stream_bytes").nullable
     assert mf.SCHEMA.field("effort").type == pa.string() and mf.SCHEMA.field("effort").nullable
     assert mf.SCHEMA.field("fidelity").type == pa.float64() and mf.SCHEMA.field("fidelity").nullable
     assert mf.SCHEMA.field("frames_coded").type == pa.int32() and mf.SCHEMA.field("frames_coded").nullable

@@ -38,11 +38,32 @@ def test_write_read_round_trip(tmp_path, suffix, size):
     out = tmp_path / f"clip{suffix}"
     assert write_video(out, frames, Fraction(25)) == 6
     info = probe(out)
-    assert (info.width, info.height, info.frame_count) == (w, h, 6)
+    pw, ph = (w, h) if suffix == ".y4m" else (w + w % 2, h + h % 2)  # H.264: odd sides padded (below)
+    assert (info.width, info.height, info.frame_count) == (pw, ph, 6)
     back = read_frames(out)
-    assert back.shape == frames.shape
-    err = np.abs(back.astype(np.float64) - frames).mean()
+    assert back.shape == (6, ph, pw, 3)
+    err = np.abs(back[:, :h, :w].astype(np.float64) - frames).mean()
     assert err < 6.0, f"mean abs error {err:.2f} after {suffix} round trip"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_odd_size_h264_is_padded_420(tmp_path, suffix):
+    """Issue 16.9b: an odd-size video is written as browser-playable H.264 4:2:0 (was 4:4:4), padded by one
+    edge-copied column/row; the picture itself is unchanged at the top left."""
+    frames = _ramp(5, 49, 65)
+    out = tmp_path / f"odd{suffix}"
+    write_video(out, frames, Fraction(25))
+    with av.open(str(out)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.width, ctx.height, str(ctx.pix_fmt)) == (66, 50, "yuv420p")
+        assert ctx.profile in ("High", "Main", "Constrained Baseline", "Baseline"), ctx.profile  # not High 4:4:4
+    back = read_frames(out).astype(np.float64)
+    assert np.abs(back[:, :49, :65] - frames).mean() < 6.0
+    assert np.abs(back[:, :49, 65] - frames[:, :, 64]).mean() < 8.0  # the copied last column
+    assert np.abs(back[:, 49, :65] - frames[:, 48, :]).mean() < 8.0  # the copied last row
+    y4m = tmp_path / "odd.y4m"  # raw 4:2:0 keeps the exact size
+    write_video(y4m, frames, Fraction(25))
+    assert (probe(y4m).width, probe(y4m).height) == (65, 49)
 
 
 def test_seek_matches_sequential_read(tmp_path):
@@ -195,3 +216,63 @@ def test_complete_files_with_longer_audio_are_not_truncated(tmp_path):
         src = _mux(tmp_path / f"av{suffix}", fmt, _ramp(20, 32, 48), audio_s=2.0)
         assert probe(src).frame_count == 20
         assert len(read_frames(src)) == 20
+
+
+def _mkv_with_pts(path: Path, frames: np.ndarray, pts_ms: list[int]) -> Path:
+    with av.open(str(path), "w", format="matroska") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        for rgb, p in zip(frames, pts_ms):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = p, Fraction(1, 1000)
+            for pkt in s.encode(f):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
+def test_variable_frame_rate_is_reported(tmp_path):
+    """Issue 16.9c: a VFR source (timestamps 10..160 ms apart) is told from a constant-rate one."""
+    from pipeline.video_io import variable_timing
+
+    frames = _ramp(8, 32, 48)
+    vfr = probe(_mkv_with_pts(tmp_path / "vfr.mkv", frames, [0, 40, 50, 130, 140, 300, 310, 320]))
+    cfr = probe(_mkv_with_pts(tmp_path / "cfr.mkv", frames, [40 * i for i in range(8)]))
+    assert vfr.frame_intervals_s == pytest.approx((0.010, 0.160))
+    warning = variable_timing(vfr)
+    assert warning and warning.startswith("variable frame rate: frame intervals 10-160 ms")
+    assert variable_timing(cfr) is None and variable_timing(probe(SAMPLES / "sam2_dog.mp4")) is None
+
+
+def test_video_stream_bytes(tmp_path):
+    """`VideoInfo.video_bytes`: the video packets' bytes only: for y4m exactly the raw 4:2:0 frames, for a file
+    with audio less than the file minus the audio packets."""
+    frames = _ramp(6, 48, 64)
+    y4m = tmp_path / "raw.y4m"
+    write_video(y4m, frames, Fraction(25))
+    info = probe(y4m)
+    assert info.video_bytes == 6 * 64 * 48 * 3 // 2 < info.size_bytes
+    mkv = tmp_path / "av.mkv"
+    with av.open(str(mkv), "w", format="matroska") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        for rgb in frames:
+            for pkt in v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in v.encode():
+            out.mux(pkt)
+        for k in range(12):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 48000, k * 1024
+            for pkt in a.encode(af):
+                out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    with av.open(str(mkv)) as c:
+        audio = sum(p.size for p in c.demux(c.streams.audio[0]))
+    got = probe(mkv)
+    assert 0 < got.video_bytes <= got.size_bytes - audio

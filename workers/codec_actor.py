@@ -62,6 +62,8 @@ class SourcePlan:
     gops: list[tuple[int, int, bool]]
     seek_points: list[int]
     plan_s: float
+    video_bytes: int = 0  # the source's video-stream bytes (its packets; `VideoInfo.video_bytes`)
+    timing_warning: str | None = None  # variable frame rate (`video_io.variable_timing`): timing not archived
 
 
 @dataclass
@@ -184,6 +186,8 @@ class CodecActor:
             gops=[(g.first_frame, g.frame_count, bool(g.keyframe)) for g in gops],
             seek_points=seek_points,
             plan_s=time.perf_counter() - t0,
+            video_bytes=info.video_bytes,
+            timing_warning=video_io.variable_timing(info),
         )
 
     def encode_unit(self, req: EncodeRequest) -> list[GopResult]:
