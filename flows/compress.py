@@ -389,11 +389,28 @@ def artifact_key(job_id: str) -> str:
     return "compress-" + (re.sub(r"[^a-z0-9-]+", "-", job_id.lower()).strip("-") or "job")
 
 
+def _info_to_api(logger, message: str) -> None:
+    """Log `message` at INFO to the run's Prefect log (what the UI shows) even where the `prefect` loggers are
+    at WARNING (`pipeline.settings.apply_environment`'s default, which keeps the `progvc` terminal quiet): then
+    the record goes to the run logger's own handlers (the API's) only, not to the console."""
+    import logging
+
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(message)
+        return
+    base = getattr(logger, "logger", logger)
+    record = base.makeRecord(base.name, logging.INFO, __file__, 0, message, None, None,
+                             extra=getattr(logger, "extra", None))
+    for handler in base.handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def publish_report(report: dict, logger) -> dict:
     """Log the one-line summary and create the run's Markdown artifact (key `artifact_key(job_id)`), so a
     scheduled run shows its counts in the Prefect UI (issue 16.9e). An API that refuses the artifact is a
     warning, not a failed job. Returns `report`."""
-    logger.info(summary_line(report))
+    _info_to_api(logger, summary_line(report))
     try:
         from prefect.artifacts import create_markdown_artifact
 

@@ -367,7 +367,9 @@ def test_readme_deploy_all_then_list(prefect_server, tmp_path):
 
 
 def _flow_runs_of(api: str, deployment_id: str) -> list[dict]:
-    body = {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50}
+    # earliest first: the scheduler creates up to 100 runs ahead, and by the default order (id) the one that
+    # already ran may fall outside the first 50
+    body = {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50, "sort": "EXPECTED_START_TIME_ASC"}
     resp = api_call("POST", f"{api}/flow_runs/filter", json=body)
     assert resp.status_code == 200, resp.text
     return resp.json()
