@@ -214,13 +214,7 @@ def _damaged(path: Path, scale: int, fix_crc: bool, tmp_path: Path) -> Path:
     return out
 
 
-_MISNAMED = pytest.mark.xfail(
-    strict=False, reason="latent decoder: latent CRCs are checked after every layer is decoded, so garbage that the "
-    "range decoder accepts in layer 1 surfaces as 'entropy decoding failed' in a later layer, which is then named")
-
-
-@pytest.mark.parametrize("scale, fix_crc", [(1, False), pytest.param(1, True, marks=_MISNAMED), (4, False),
-                                            (4, True), (7, False), (7, True)])
+@pytest.mark.parametrize("scale, fix_crc", [(1, False), (1, True), (4, False), (4, True), (7, False), (7, True)])
 def test_damaged_layer_names_gop_and_scale(full, tmp_path, scale, fix_crc):
     """A flipped payload byte in layer `scale`: caught by the chunk's payload CRC, or (CRC recomputed) by the
     codec's own decoding / latent checksum; either way a StreamError naming GOP 0 and that scale."""

@@ -25,7 +25,7 @@ from pipeline.encoder_options import DEFAULT_EFFORT, DEFAULT_FIDELITY
 from pipeline.latent import gop as G
 from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
-from pipeline.latent.context import ARM, N_FEATURES, arm_int, laplace_bits
+from pipeline.latent.context import ARM, N_FEATURES, arm_int, arm_rows, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
 from pipeline.latent.motion import (
     MAX_FRAMES,
@@ -118,7 +118,7 @@ class GopParams:
         if len(vals) != 18 or vals[0] != PARAM_VERSION:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
         hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
-        if (not 1 <= hidden <= 64 or vals[1] < 1 or not 4 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
+        if (not 1 <= hidden <= 64 or vals[1] < 1 or not 1 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
                 or not all(0 <= v < N_SPREAD for v in vals[6:8] + vals[10:16]) or not 8 <= w1_bits <= 14
                 or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2):
             raise ValueError("parameter block fields out of range")
@@ -234,8 +234,7 @@ class LatentCodec:
         step_q8 = step_for_quality(self.quality)
         steps_t = G.step_tensors(geo, step_q8, self.chroma_step_q2)
         block = self.motion_block(step_q8)
-        coef, fields = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), MOTION_SUBPEL)
-        q = G.quantise(coef, steps_t, geo)
+        q, fields = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), steps_t, MOTION_SUBPEL)
         mv_syms = field_symbols(fields, 4 >> MOTION_SUBPEL)
         mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
                           for k in (0, 1))
@@ -244,8 +243,9 @@ class LatentCodec:
         # chunks of the full stream (same ARM, same predictions of the dropped layers)
         walk = [(m, st) for m in range(self.n_layers) for st in G.steps(geo, m)]
         feats, targets = [], []
+        cache: dict = {}
         for _m, st in walk:
-            f, pos = G.step_features(geo, q, st, t_lv)
+            f, pos = G.step_features(geo, q, st, t_lv, cache)
             feats.append(f)
             targets.append(G.band_view(q, st.band)[st.frames].reshape(-1)[pos])
         all_f = torch.cat(feats).float()
@@ -266,7 +266,7 @@ class LatentCodec:
         for (m, _st), f, tg in zip(walk, feats, targets):
             if m >= k_max:
                 break
-            mu, frac, spread = arm_int(f, params.arm, params.w1_bits, params.w_bits)
+            mu, frac, spread = arm_rows(f, params.arm, params.w1_bits, params.w_bits)
             y = (tg.to(torch.int64) - mu).numpy()
             fr, sp = frac.numpy(), spread.numpy()
             encs[m].encode(y, fr, sp)
@@ -337,10 +337,11 @@ class LatentCodec:
         rng = np.random.default_rng(seed)
         syms: list[list[np.ndarray]] = [[] for _ in parsed]
         n_decode = self.n_layers if predict != "none" else len(parsed)
+        cache: dict = {}
         for m in range(n_decode):
             for st in G.steps(geo, m):
-                f, pos = G.step_features(geo, q, st, t_lv)
-                mu, frac, spread = arm_int(f, params.arm, params.w1_bits, params.w_bits)
+                f, pos = G.step_features(geo, q, st, t_lv, cache)
+                mu, frac, spread = arm_rows(f, params.arm, params.w1_bits, params.w_bits)
                 if m < len(parsed):
                     try:
                         y = decs[m].decode(frac.numpy(), spread.numpy())
@@ -359,8 +360,7 @@ class LatentCodec:
                 G.band_view(q, st.band)[st.frames] = flat.reshape(view.shape)
                 if m < len(parsed):
                     syms[m].append(v.numpy())
-        for m, ch in enumerate(parsed):
-            if _crc(syms[m]) != ch.token_crc:
+            if m < len(parsed) and _crc(syms[m]) != parsed[m].token_crc:  # before a later layer reads garbage
                 raise StreamError(f"{where} scale {m + 1}: latent checksum mismatch (decoder diverged or stream "
                                   f"damaged); decode with --scales {m} or re-fetch the stream")
         steps_t = G.step_tensors(geo, params.step_q8, params.chroma_step_q2)

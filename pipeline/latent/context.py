@@ -1,6 +1,6 @@
 """The multi-scale autoregressive context model (ARM) over the latent grids (wavelet sub-bands).
 
-A coefficient is predicted from N_FEATURES integers (see `band_features`): its parent band's 3×3
+A coefficient is predicted from N_FEATURES integers (see `BandContext`): its parent band's 3×3
 neighbourhood one level coarser, its N/S/W/E in the same band (second checkerboard pass only), the
 co-located coefficients of the sibling bands coded before it, of luma and Cb (chroma), and of the
 GOP's low temporal frame, plus magnitude sums and flags. Every (band, temporal group, pass) is one
@@ -65,40 +65,59 @@ class BandInfo:
     high_group: bool  # temporal frames 1.. (0 = the low frame)
 
 
-def band_features(cur: torch.Tensor, info: BandInfo, parent: torch.Tensor | None = None,
-                  siblings: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
-                  cross: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
-                  tparent: torch.Tensor | None = None, t_levels: torch.Tensor | None = None) -> torch.Tensor:
-    """Features of every coefficient of `cur` (n, h, w) → (n, h, w, N_FEATURES), same dtype.
+class BandContext:
+    """Features of one band's coefficients (n, h, w) for the ARM, `rows(cur, pos)` → (len(pos), N_FEATURES).
 
-    parent (n, h', w'): the coarser band (nearest-upsampled 3×3 neighbourhood); siblings: the same
-    level's bands coded before (co-located); cross: luma and Cb co-located bands (chroma only);
-    tparent (1, h, w): the low temporal frame's band (high group only); t_levels (n,) per-frame level.
-    Same-band N/S/W/E are zero except at second-pass positions (whose four neighbours are first-pass).
+    Columns: the parent band's 3×3 neighbourhood (nearest-upsampled, one level coarser), the same band's
+    N/S/W/E (second checkerboard pass only: their four neighbours are first-pass), the co-located
+    coefficients of the sibling bands coded before (siblings), of luma and Cb (cross, chroma only) and of
+    the low temporal frame (tparent (1, h, w), high group only), all clamped to ±CTX_CLAMP; then the
+    magnitude sums of the parent and neighbour columns, the pass flag, band flags and the per-frame
+    temporal level (t_levels (n,)). Everything but the same-band neighbours is computed once here, so
+    both checkerboard passes share it.
     """
-    n, h, w = cur.shape
-    zero = torch.zeros_like(cur)
-    cols: list[torch.Tensor] = []
-    if parent is not None and parent.numel():
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                p = _shift(parent, di, dj).repeat_interleave(2, -2).repeat_interleave(2, -1)
-                cols.append(_fit(p, h, w))
-    else:
-        cols += [zero] * 9
-    second = second_pass(h, w).to(cur.dtype)
-    cols += [_shift(cur, di, dj) * second for di, dj in _CROSS]
-    cols += [zero if s is None else _fit(s, h, w).expand(n, h, w) for s in siblings]
-    cols += [zero if c is None else _fit(c, h, w).expand(n, h, w) for c in cross]
-    cols.append(zero if tparent is None else tparent.expand(n, h, w))
-    f = torch.stack(cols, -1).clamp(-CTX_CLAMP, CTX_CLAMP)
-    a = f.abs()
-    tl = t_levels.to(cur.dtype).view(n, 1, 1).expand(n, h, w) if t_levels is not None else zero
-    extra = [a[..., 0:9].sum(-1), a[..., 9:13].sum(-1), second.expand(n, h, w),
-             torch.full_like(cur, float(info.high_group)), torch.full_like(cur, float(info.chroma)),
-             torch.full_like(cur, float(info.orient == 0)), torch.full_like(cur, float(info.orient == 3)),
-             torch.full_like(cur, float(info.level)), tl]
-    return torch.cat([f, torch.stack(extra, -1)], -1)
+
+    def __init__(self, shape: tuple[int, int, int], info: BandInfo, parent: torch.Tensor | None = None,
+                 siblings: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+                 cross: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+                 tparent: torch.Tensor | None = None, t_levels: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32):
+        n, h, w = shape
+        self.shape = shape
+        f = torch.zeros((n, h, w, N_FEATURES), dtype=dtype)  # absent inputs stay zero
+
+        def put(k: int, x: torch.Tensor) -> None:
+            f[..., k] = x.to(dtype).clamp(-CTX_CLAMP, CTX_CLAMP)
+
+        if parent is not None and parent.numel():
+            up = parent.to(dtype).repeat_interleave(2, -2).repeat_interleave(2, -1)
+            for k, (di, dj) in enumerate((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)):
+                put(k, _fit(_shift(up, 2 * di, 2 * dj), h, w))  # = the parent's shift, upsampled
+        # 9..12: same-band neighbours, filled per pass by `rows`
+        for k, x in enumerate((*siblings, *cross, tparent)):
+            if x is not None:
+                put(13 + k, _fit(x, h, w) if k < 4 else x)
+        f[..., 18] = f[..., 0:9].abs().sum(-1)
+        self.second = second_pass(h, w).to(dtype).expand(n, h, w)
+        f[..., 20] = self.second
+        for k, flag in enumerate((info.high_group, info.chroma, info.orient == 0, info.orient == 3)):
+            f[..., 21 + k] = float(flag)
+        f[..., 25] = float(info.level)
+        if t_levels is not None:
+            f[..., 26] = t_levels.to(dtype).view(n, 1, 1)
+        self.static = f.reshape(-1, N_FEATURES)
+
+    def rows(self, cur: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Feature rows at flat positions `pos` of the band given its current values `cur` (n, h, w)."""
+        f = self.static[pos]
+        sec = self.second.reshape(-1)[pos]
+        if bool(sec.any()):
+            c = cur.to(f.dtype)
+            nb = torch.stack([_shift(c, di, dj).reshape(-1)[pos] for di, dj in _CROSS], -1)
+            nb = nb.clamp(-CTX_CLAMP, CTX_CLAMP) * sec[:, None]
+            f[:, 9:13] = nb
+            f[:, 19] = nb.abs().sum(-1)
+        return f
 
 
 class ARM(nn.Module):
@@ -158,6 +177,33 @@ def arm_int(f: torch.Tensor, q: list[torch.Tensor], w1_bits: int = W1_BITS, w_bi
     frac = (mu_q - (mu_int << W_BITS)) >> (W_BITS - 3)
     spread = ((o[:, 1] + (1 << (W_BITS - 1))) >> W_BITS).clamp(0, tables.N_SPREAD - 1)
     return mu_int, frac, spread
+
+
+def arm_rows(f: torch.Tensor, q: list[torch.Tensor], w1_bits: int = W1_BITS, w_bits: int = W_BITS
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`arm_int` of feature rows f (n, N_FEATURES), evaluated once per distinct row among those whose value
+    features (0..17, so also their sums 18, 19) are all zero (most rows of fine bands at low rates);
+    the same results as `arm_int` on every row."""
+    zero = (f[:, 13:20] == 0).all(1)  # 18, 19 = the parent and neighbour magnitude sums
+    n_zero = int(zero.sum())
+    zrows = f[zero]
+    tail = zrows[:, 20:]  # such rows differ only in the pass, band flags and levels (small integers)
+    if n_zero < 256 or bool((tail < 0).any()) or bool((tail > 15).any()):
+        return arm_int(f, q, w1_bits, w_bits)
+    rest = torch.nonzero(~zero).squeeze(1)
+    key = (tail.to(torch.int64) * (16 ** torch.arange(tail.shape[1]))).sum(1)
+    _, inv = torch.unique(key, return_inverse=True)
+    first = torch.zeros(int(inv.max()) + 1, dtype=torch.int64).scatter_(0, inv, torch.arange(n_zero))
+    uniq = zrows[first]
+    mu_u, frac_u, spread_u = arm_int(uniq, q, w1_bits, w_bits)
+    mu_r, frac_r, spread_r = arm_int(f[rest], q, w1_bits, w_bits)
+    out = []
+    for u, r in ((mu_u, mu_r), (frac_u, frac_r), (spread_u, spread_r)):
+        v = torch.empty(len(f), dtype=torch.int64)
+        v[zero] = u[inv]
+        v[rest] = r
+        out.append(v)
+    return out[0], out[1], out[2]
 
 
 def laplace_bits(z: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

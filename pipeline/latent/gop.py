@@ -15,8 +15,8 @@ import torch
 from pipeline.latent import dwt
 from pipeline.latent.bands import Band, Geometry
 from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
-from pipeline.latent.context import BandInfo, band_features, second_pass
-from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate, mctf
+from pipeline.latent.context import BandContext, BandInfo, second_pass
+from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate, inverse_mctf, predict
 
 RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
 RHO_LL_Q8 = 128
@@ -44,31 +44,35 @@ def band_view(q: list[torch.Tensor], b: Band) -> torch.Tensor:
     return q[b.plane][:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]]
 
 
-def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor) -> tuple[torch.Tensor,
-                                                                                                     torch.Tensor]:
-    """(features (n, N_FEATURES) float64, flat positions (n,) in the band's (frames, h, w) group) of a step."""
+def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor,
+                  cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (n, N_FEATURES) float64, flat positions (n,) in the band's (frames, h, w) group) of a step.
+    `cache` (one dict per walk) keeps a band group's `BandContext` from its first pass for its second."""
     b, fr = st.band, st.frames
     cur = band_view(q, b)[fr]
-    par = geo.parent(b)
-    sib: list[torch.Tensor | None] = [None, None]
-    for i, o in enumerate(range(1, b.orient)):
-        s = geo.find(b.plane, o, b.layer)
-        sib[i] = band_view(q, s)[fr] if s is not None and min(s.shape) > 0 else None
-    cross: list[torch.Tensor | None] = [None, None]
-    for i, p in enumerate(range(b.plane)):
-        c = geo.find(p, b.orient, b.layer)
-        cross[i] = band_view(q, c)[fr] if c is not None and min(c.shape) > 0 else None
-    tpar = band_view(q, b)[0:1] if fr.start > 0 else None
-    info = BandInfo(b.orient, b.level, b.plane > 0, fr.start > 0)
-    f = band_features(cur.double(), info, band_view(q, par)[fr].double() if par is not None else None,
-                      tuple(None if s is None else s.double() for s in sib),
-                      tuple(None if c is None else c.double() for c in cross),
-                      None if tpar is None else tpar.double(), t_levels[fr])
+    key = (b.plane, b.orient, b.layer, fr.start)
+    ctx = cache.pop(key, None) if cache is not None and st.second else None
+    if ctx is None:
+        par = geo.parent(b)
+        sib: list[torch.Tensor | None] = [None, None]
+        for i, o in enumerate(range(1, b.orient)):
+            s = geo.find(b.plane, o, b.layer)
+            sib[i] = band_view(q, s)[fr] if s is not None and min(s.shape) > 0 else None
+        cross: list[torch.Tensor | None] = [None, None]
+        for i, p in enumerate(range(b.plane)):
+            c = geo.find(p, b.orient, b.layer)
+            cross[i] = band_view(q, c)[fr] if c is not None and min(c.shape) > 0 else None
+        tpar = band_view(q, b)[0:1] if fr.start > 0 else None
+        info = BandInfo(b.orient, b.level, b.plane > 0, fr.start > 0)
+        ctx = BandContext(tuple(cur.shape), info, band_view(q, par)[fr] if par is not None else None,
+                          (sib[0], sib[1]), (cross[0], cross[1]), tpar, t_levels[fr])
+        if cache is not None and not st.second:
+            cache[key] = ctx
     mask = second_pass(*b.shape).expand(cur.shape)
     if not st.second:
         mask = ~mask
     pos = torch.nonzero(mask.reshape(-1)).squeeze(1)
-    return f.reshape(-1, f.shape[-1])[pos], pos
+    return ctx.rows(cur, pos), pos
 
 
 def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list[int]]:
@@ -105,33 +109,62 @@ def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch
     return out
 
 
-def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float,
+def quantise_plane(c: torch.Tensor, s: torch.Tensor, geo: Geometry, plane: int) -> torch.Tensor:
+    """Dead-zone quantisation of one plane's coefficients `c` with steps `s` (both (t, h, w) int64)."""
+    rho = torch.full_like(c, RHO_DETAIL_Q8)
+    for b in geo.bands:
+        if b.plane == plane and b.orient == 0:
+            rho[:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]] = RHO_LL_Q8
+    return torch.sign(c) * ((c.abs() * 256 + ((rho * s) >> 8)) // s)
+
+
+def _dequantise_plane(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return torch.sign(q) * ((q.abs() * s + 128) >> 8)
+
+
+def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float, steps_q8: list[torch.Tensor],
             subpel: int = 1) -> tuple[list[torch.Tensor], list[list[Field]]]:
-    """RGB frames → (per plane (T, h, w) int64 coefficients of the motion-compensated temporal lifting
-    then the spatial wavelet (Mallat layout), the motion fields)."""
+    """RGB frames → (per plane (T, h, w) int64 quantised coefficients, the motion fields), closed loop.
+
+    The temporal lifting is coded from the coarsest level down, as the decoder rebuilds it: each high
+    frame is the source frame minus the prediction from the *decoded* neighbours (their quantised
+    coefficients synthesised exactly as `synthesise` does), so quantisation error of a reference is
+    corrected by what is predicted from it instead of adding up level after level.
+    """
     planes = list(rgb_to_planes(frames_THWC))
     fields = estimate(planes[0], block, motion_lam, subpel)
-    temporal = mctf(planes, fields, block)
-    return [dwt.dwt2(x, geo.plane_levels(p)) for p, x in enumerate(temporal)], fields
+    t = geo.frames
+    levels = dwt.t_levels(t)
+    q = [torch.zeros_like(x) for x in planes]
 
+    def code(x: torch.Tensor, p: int, lo: int, hi: int) -> torch.Tensor:
+        """Quantise frames x (n, h, w) into Mallat slots lo..hi of plane p; return their reconstruction."""
+        lv = geo.plane_levels(p)
+        q[p][lo:hi] = quantise_plane(dwt.dwt2(x, lv), steps_q8[p][lo:hi], geo, p)
+        return dwt.dwt2(_dequantise_plane(q[p][lo:hi], steps_q8[p][lo:hi]), lv, inverse=True)
 
-def quantise(coef: list[torch.Tensor], steps_q8: list[torch.Tensor], geo: Geometry) -> list[torch.Tensor]:
-    out = []
-    for p, (c, s) in enumerate(zip(coef, steps_q8)):
-        rho = torch.full_like(c, RHO_DETAIL_Q8)
-        for b in geo.bands:
-            if b.plane == p and b.orient == 0:
-                rho[:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]] = RHO_LL_Q8
-        mag = (c.abs() * 256 + ((rho * s) >> 8)) // s
-        out.append(torch.sign(c) * mag)
-    return out
+    n_top = dwt.low_size(t, levels)
+    rec = [code(x[:: 1 << levels][:n_top], p, 0, n_top) for p, x in enumerate(planes)]
+    for j in range(levels - 1, -1, -1):
+        n = dwt.low_size(t, j)
+        n_lo = (n + 1) // 2
+        for p, x in enumerate(planes):
+            src = x[1 << j :: 2 << j][: n - n_lo]
+            s = rec[p]
+            pred = torch.stack([predict(s[i], s[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0)
+                                for i in range(n - n_lo)])
+            odd = code(src - pred, p, n_lo, n) + pred
+            full = torch.empty((n, *s.shape[1:]), dtype=s.dtype)
+            full[0::2], full[1::2] = s, odd
+            rec[p] = full
+    return q, fields
 
 
 def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [torch.sign(x) * ((x.abs() * s + 128) >> 8) for x, s in zip(q, steps_q8)]
+    return [_dequantise_plane(x, s) for x, s in zip(q, steps_q8)]
 
 
 def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int) -> torch.Tensor:
     """Per plane coefficients → uint8 RGB frames (T, H, W, 3). Integer only."""
     spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(coef)]
-    return planes_to_rgb(*mctf(spatial, fields, block, inverse=True))
+    return planes_to_rgb(*inverse_mctf(spatial, fields, block))

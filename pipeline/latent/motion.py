@@ -1,15 +1,15 @@
-"""Motion-compensated temporal lifting (MCTF, predict-only) and its block motion fields.
+"""Motion-compensated temporal prediction (hierarchical, bi-directional) and its block motion fields.
 
 At each temporal level the odd frames are predicted from the even ones around them: per B×B block
-(luma; B/2 chroma) a mode — 0 both neighbours averaged, 1 left only, 2 right only — and quarter-pel
-vectors to the left and right frames. The high frame is odd − prediction; the low frames are the even
-frames themselves (no update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is
-integer bilinear interpolation (1/4 pel luma, 1/8 pel chroma) with edge clamping: the decoder repeats
-the encoder's arithmetic exactly on its decoded frames (open loop: quantisation error of a reference
-reaches what is predicted from it, nothing else drifts).
+(luma; B/2 chroma) a mode — 0 both neighbours averaged, 1 left only, 2 right only — and vectors to the
+left and right frames. The high frame is odd − prediction and the low frames are the even frames (no
+update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is integer bilinear
+interpolation (1/4 pel luma, 1/8 pel chroma) with edge clamping. The loop is closed: the encoder
+(`gop.analyse`) predicts from the frames as the decoder rebuilds them (`inverse_mctf`), so a
+reference's quantisation error is corrected by the frames predicted from it, not passed on.
 
-Motion is estimated by the encoder only (coarse-to-fine SAD search with a vector-smoothness penalty)
-and coded at the head of layer 2 (`field_symbols`).
+Motion is estimated by the encoder only (coarse-to-fine SAD search with a vector-smoothness penalty,
+on the source frames) and coded at the head of layer 2 (`field_symbols`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from pipeline.latent.dwt import low_size, t_levels
 
-# synthesis norms (Q16) of the predict-only temporal lifting, (low, high) per level
+# synthesis norms (Q16) of the predict-only temporal lifting, (low, high) per level: the open-loop error
+# gains, kept as the quantiser's per-level step weights (measured best for the closed loop too)
 NORM_PRED_Q16 = ((80265, 65536), (108679, 80265), (151939, 108679), (214249, 151939), (302772, 214249))
 MAX_FRAMES = 1 << len(NORM_PRED_Q16)  # GOPs of up to 32 frames (5 temporal levels)
 
@@ -70,29 +71,21 @@ def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: i
     return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
 
 
-def mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int,
-         inverse: bool = False) -> list[torch.Tensor]:
-    """Temporal transform of every plane (T, h, w) int64 with the motion `fields[level][i]` (odd frame i)."""
+def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int) -> list[torch.Tensor]:
+    """Frames of every plane (T, h, w) int64 from its temporal bands (Mallat order: [L_J, H_J, …, H_1]),
+    coarsest level first: odd frame = high frame + prediction from the rebuilt even frames around it,
+    with the motion `fields[level][i]` (odd frame i). `gop.analyse` mirrors this loop at the encoder."""
     t = planes[0].shape[0]
-    levels = t_levels(t)
     out = [x.clone() for x in planes]
-    order = range(levels - 1, -1, -1) if inverse else range(levels)
-    for j in order:
+    for j in range(t_levels(t) - 1, -1, -1):
         n = low_size(t, j)
         n_lo = (n + 1) // 2
         for p, x in enumerate(out):
-            if inverse:
-                s, d = x[:n_lo].clone(), x[n_lo:n].clone()
-            else:
-                s, d = x[0:n:2].clone(), x[1:n:2].clone()
+            s, d = x[:n_lo].clone(), x[n_lo:n].clone()
             for i in range(d.shape[0]):
                 right = s[i + 1] if i + 1 < n_lo else None
-                pred = predict(s[i], right, fields[j][i], block, p > 0)
-                d[i] = d[i] + pred if inverse else d[i] - pred
-            if inverse:
-                x[0:n:2], x[1:n:2] = s, d
-            else:
-                x[:n] = torch.cat([s, d])
+                d[i] = d[i] + predict(s[i], right, fields[j][i], block, p > 0)
+            x[0:n:2], x[1:n:2] = s, d
     return out
 
 

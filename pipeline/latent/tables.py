@@ -34,14 +34,14 @@ def decay_q30() -> list[int]:
     return out
 
 
-def _pow_q30(q: int, n: int) -> int:
-    """q^n in 2^-30 fixed point (square-and-multiply, floor after each product)."""
-    r, b = ONE, q
-    while n:
-        if n & 1:
-            r = (r * b) >> 30
+def _pow_q30(q: int, n: np.ndarray) -> np.ndarray:
+    """q^n in 2^-30 fixed point for every n (int64 array), by square-and-multiply with a floor after each
+    product (operands < 2^31, so every product fits int64)."""
+    r = np.full(n.shape, ONE, dtype=np.int64)
+    b = q
+    for bit in range(int(n.max()).bit_length()):
+        r = np.where((n >> bit) & 1, (r * b) >> 30, r)
         b = (b * b) >> 30
-        n >>= 1
     return r
 
 
@@ -51,9 +51,9 @@ def weights() -> np.ndarray:
     ys = range(-SYMBOL_RANGE, SYMBOL_RANGE + 1)
     w = np.empty((N_FRAC, N_SPREAD, N_SYMBOLS), dtype=np.int64)
     for s, q in enumerate(decay_q30()):
-        powers = [_pow_q30(q, n) for n in range(8 * (2 * SYMBOL_RANGE + 1) + N_FRAC)]
+        powers = _pow_q30(q, np.arange(8 * (2 * SYMBOL_RANGE + 1) + N_FRAC, dtype=np.int64))
         for m in range(N_FRAC):
-            w[m, s] = [max(1, powers[abs(8 * y - m)] >> (30 - PROB_BITS)) for y in ys]
+            w[m, s] = np.maximum(1, powers[np.abs(8 * np.asarray(ys) - m)] >> (30 - PROB_BITS))
     return w
 
 
