@@ -16,7 +16,7 @@ from pipeline.latent import dwt
 from pipeline.latent.bands import Band, Geometry
 from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
 from pipeline.latent.context import BandContext, BandInfo, second_pass
-from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate, inverse_mctf, predict
+from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate_level, inverse_mctf, predict
 
 RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
 RHO_LL_Q8 = 128
@@ -123,8 +123,9 @@ def _dequantise_plane(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float, steps_q8: list[torch.Tensor],
-            subpel: int = 1) -> tuple[list[torch.Tensor], list[list[Field]]]:
-    """RGB frames → (per plane (T, h, w) int64 quantised coefficients, the motion fields), closed loop.
+            subpel: int = 1) -> tuple[list[torch.Tensor], list[list[Field]], list[torch.Tensor]]:
+    """RGB frames → (per plane (T, h, w) int64 quantised coefficients, the motion fields, the planes as
+    the decoder will rebuild them (T, h, w) int64), closed loop.
 
     The temporal lifting is coded from the coarsest level down, as the decoder rebuilds it: each high
     frame is the source frame minus the prediction from the *decoded* neighbours (their quantised
@@ -132,10 +133,10 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
     corrected by what is predicted from it instead of adding up level after level.
     """
     planes = list(rgb_to_planes(frames_THWC))
-    fields = estimate(planes[0], block, motion_lam, subpel)
     t = geo.frames
     levels = dwt.t_levels(t)
     q = [torch.zeros_like(x) for x in planes]
+    fields: list[list[Field]] = [[] for _ in range(levels)]
 
     def code(x: torch.Tensor, p: int, lo: int, hi: int) -> torch.Tensor:
         """Quantise frames x (n, h, w) into Mallat slots lo..hi of plane p; return their reconstruction."""
@@ -148,16 +149,17 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
     for j in range(levels - 1, -1, -1):
         n = dwt.low_size(t, j)
         n_lo = (n + 1) // 2
-        for p, x in enumerate(planes):
-            src = x[1 << j :: 2 << j][: n - n_lo]
-            s = rec[p]
+        src = [x[1 << j :: 2 << j][: n - n_lo] for x in planes]
+        # motion is searched on the source frames: measured better than on the rebuilt ones
+        fields[j] = estimate_level(src[0], planes[0][:: 2 << j][:n_lo], j, block, motion_lam, subpel)
+        for p, s in enumerate(rec):
             pred = torch.stack([predict(s[i], s[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0)
                                 for i in range(n - n_lo)])
-            odd = code(src - pred, p, n_lo, n) + pred
+            odd = code(src[p] - pred, p, n_lo, n) + pred
             full = torch.empty((n, *s.shape[1:]), dtype=s.dtype)
             full[0::2], full[1::2] = s, odd
             rec[p] = full
-    return q, fields
+    return q, fields, rec
 
 
 def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -49,11 +49,13 @@ def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.
     px = torch.arange(w).view(1, w) * one + mv_px[..., 1]
     iy, fy = py >> frac_bits, py & (one - 1)
     ix, fx = px >> frac_bits, px & (one - 1)
-    y0, y1 = iy.clamp(0, h - 1), (iy + 1).clamp(0, h - 1)
+    y0, y1 = iy.clamp(0, h - 1) * w, (iy + 1).clamp(0, h - 1) * w  # flat row offsets
     x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
-    a, b = ref[y0, x0], ref[y0, x1]
-    c, d = ref[y1, x0], ref[y1, x1]
-    acc = (one - fy) * ((one - fx) * a + fx * b) + fy * ((one - fx) * c + fx * d)
+    flat = ref.reshape(-1)
+    a, b = flat[y0 + x0], flat[y0 + x1]
+    c, d = flat[y1 + x0], flat[y1 + x1]
+    gx = one - fx
+    acc = (one - fy) * (gx * a + fx * b) + fy * (gx * c + fx * d)
     return (acc + (1 << (2 * frac_bits - 1))) >> (2 * frac_bits)
 
 
@@ -173,37 +175,29 @@ def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, 
     return mv, cost
 
 
-def estimate(luma: torch.Tensor, block: int, lam: float, subpel: int = 2) -> list[list[Field]]:
-    """Motion fields of every temporal level of a GOP's luma (T, H, W) int64 (original frames); vectors
-    in quarter-pel units on a grid of 4 >> subpel (subpel 0: integer pel, 1: half, 2: quarter)."""
+def estimate_level(odd: torch.Tensor, even: torch.Tensor, level: int, block: int, lam: float,
+                   subpel: int = 2) -> list[Field]:
+    """Motion fields of one temporal level: each odd frame (m, H, W) int64 luma against the even frames
+    around it (n_lo, H, W) (the right one absent past the end: left only); vectors in quarter-pel units on
+    a grid of 4 >> subpel (subpel 0: integer pel, 1: half, 2: quarter)."""
     unit = 4 >> subpel
-    t = luma.shape[0]
-    fields: list[list[Field]] = []
-    frames = luma
-    for _j in range(t_levels(t)):
-        n = frames.shape[0]
-        s, d = frames[0::2], frames[1::2]
-        dist = 1 << _j
-        radius = min(32, 8 * dist)
-        lev = []
-        for i in range(d.shape[0]):
-            mv_l, c_l = _smooth(d[i], s[i], _search(d[i], s[i], block, radius, lam, subpel)[0], block, lam,
-                                unit=unit)
-            if i + 1 < s.shape[0]:
-                mv_r, c_r = _smooth(d[i], s[i + 1], _search(d[i], s[i + 1], block, radius, lam, subpel)[0], block,
-                                    lam, unit=unit)
-                h, w = d[i].shape
-                bi = (compensate(s[i], _pixel_mv(mv_l, block, h, w), 2)
-                      + compensate(s[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
-                c_b = _block_sad(d[i], bi, block) / 16.0
-                mode = torch.where((c_b <= c_l) & (c_b <= c_r), 0, torch.where(c_l <= c_r, 1, 2))
-            else:
-                mv_r = torch.zeros_like(mv_l)
-                mode = torch.ones(mv_l.shape[:2], dtype=torch.int64)
-            lev.append(Field(mode, mv_l, mv_r))
-        fields.append(lev)
-        frames = s
-        assert frames.shape[0] == (n + 1) // 2
+    radius = min(32, 8 << level)
+    fields = []
+    for i in range(odd.shape[0]):
+        mv_l, c_l = _smooth(odd[i], even[i], _search(odd[i], even[i], block, radius, lam, subpel)[0], block, lam,
+                            unit=unit)
+        if i + 1 < even.shape[0]:
+            mv_r, c_r = _smooth(odd[i], even[i + 1], _search(odd[i], even[i + 1], block, radius, lam, subpel)[0],
+                                block, lam, unit=unit)
+            h, w = odd[i].shape
+            bi = (compensate(even[i], _pixel_mv(mv_l, block, h, w), 2)
+                  + compensate(even[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
+            c_b = _block_sad(odd[i], bi, block) / 16.0
+            mode = torch.where((c_b <= c_l) & (c_b <= c_r), 0, torch.where(c_l <= c_r, 1, 2))
+        else:
+            mv_r = torch.zeros_like(mv_l)
+            mode = torch.ones(mv_l.shape[:2], dtype=torch.int64)
+        fields.append(Field(mode, mv_l, mv_r))
     return fields
 
 
