@@ -2,6 +2,11 @@
 
 Heavy modules (Ray, Prefect, torch) are imported inside the command functions, after
 `pipeline.settings.apply_environment` has set the environment they read at import time.
+
+Queries and single-video work run as plain library calls, with neither a Prefect server nor Ray (issue 16.6:
+those cost 20-80 s of start-up): `savings`, `ls`, `prune`, and `reserve` unless `--actors`/`--ray-address`
+ask for Ray codec actors. `compress` and `schedule` run Prefect flows on Ray. Every video id argument takes a
+unique prefix (`pipeline.catalog.resolve_video_id`).
 """
 
 from __future__ import annotations
@@ -127,6 +132,30 @@ def _settings(args: argparse.Namespace):
     return s
 
 
+def _plain_settings(args: argparse.Namespace):
+    """Settings for a command that runs as plain library calls (no Prefect, no Ray): env + the flags given.
+    Nothing is started and `apply_environment` is not needed."""
+    from pipeline.settings import Settings
+
+    flags = {k: getattr(args, k, None) for k in ("s3_endpoint", "weights", "device")}
+    try:
+        s = Settings.from_env().override(**flags)
+    except ValueError as exc:  # a bad PROGVC_* environment variable
+        raise UsageError(str(exc)) from None
+    if getattr(args, "weights", None):
+        _check_weights(args.weights, None, "--weights")
+    return s
+
+
+def _manifest(dest: str, s3_endpoint: str | None):
+    """(store, effective manifest rows) of archive `dest`."""
+    from pipeline import manifest
+    from pipeline.store import open_store
+
+    store = open_store(dest, s3_endpoint=s3_endpoint)
+    return store, manifest.read_manifest(store)
+
+
 def _add_common(p: argparse.ArgumentParser, model: bool = False, weights_help: str | None = None) -> None:
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS settings / PROGVC_S3_ENDPOINT)")
     if model:
@@ -185,7 +214,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_savings(args: argparse.Namespace) -> int:
-    s = _settings(args)
+    s = _plain_settings(args)
     from flows.savings import savings
 
     savings(
@@ -196,29 +225,52 @@ def cmd_savings(args: argparse.Namespace) -> int:
         plot=args.plot,
         s3_endpoint=s.s3_endpoint,
         show=True,
+        videos=args.video,
     )
     return 0
 
 
-def cmd_reserve(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    from flows.reserve import reserve
+def cmd_ls(args: argparse.Namespace) -> int:
+    s = _plain_settings(args)
+    from pipeline import catalog
 
+    _, rows = _manifest(args.dest, s.s3_endpoint)
+    videos = catalog.list_videos(rows)
+    if args.json:
+        print(json.dumps(videos.to_pylist(), indent=2, default=str))
+    else:
+        catalog.print_videos(videos, title=f"{videos.num_rows} video(s) in {args.dest}")
+    return 0
+
+
+def cmd_reserve(args: argparse.Namespace) -> int:
     # the model is the one the archived header names; only an explicit --weights overrides it (PROGVC_WEIGHTS
     # is the default for encoding, not for decoding old archives)
     weights = os.path.abspath(args.weights) if args.weights and os.path.exists(args.weights) else args.weights
-    out = reserve(
-        dest=args.dest,
-        video_id=args.video_id,
-        scales=args.scales,
-        output=args.output,
-        predict=args.predict,
-        weights=weights,
-        s3_endpoint=s.s3_endpoint,
-        device=s.device,
-        actors=getattr(args, "actors", None) or 0,
-        seed=args.seed,
-    )
+    if args.actors is None and not args.ray_address:  # one process: no Ray, no Prefect server (issue 16.6)
+        s = _plain_settings(args)
+        from pipeline.reserve import reserve_video
+        from pipeline.store import open_store
+
+        out = reserve_video(open_store(args.dest, s3_endpoint=s.s3_endpoint), args.video_id, args.scales,
+                            args.output, predict=args.predict, weights=weights, device=s.device, seed=args.seed,
+                            where=args.dest, threads=args.threads)
+    else:  # Ray codec actors under the `reserve` flow
+        s = _settings(args)
+        from flows.reserve import reserve
+
+        out = reserve(
+            dest=args.dest,
+            video_id=args.video_id,
+            scales=args.scales,
+            output=args.output,
+            predict=args.predict,
+            weights=weights,
+            s3_endpoint=s.s3_endpoint,
+            device=s.device,
+            actors=args.actors or 0,
+            seed=args.seed,
+        )
     print(f"re-served {out['video_id']} at {out['scales']} of {out['n_scales']} scales (model {out['model_id']}): "
           f"{out['output']}")
     print(
@@ -229,11 +281,13 @@ def cmd_reserve(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    from flows.prune import prune
+    s = _plain_settings(args)  # a manifest write and deletes: no flow needed (the `prune` flow is for Python)
+    from pipeline import archive, catalog
 
-    out = prune(dest=args.dest, keep_scales=args.keep_scales, video=args.video, s3_endpoint=s.s3_endpoint)
-    print(f"pruned {out['videos']} video(s) to {args.keep_scales} scales, freed {out['bytes_freed']} bytes")
+    store, rows = _manifest(args.dest, s.s3_endpoint)
+    ids = catalog.resolve_video_ids(rows, args.video, args.dest) if args.video else None
+    rep = archive.prune(store, args.keep_scales, ids)
+    print(f"pruned {len(rep.video_ids)} video(s) to {args.keep_scales} scales, freed {rep.freed_bytes} bytes")
     return 0
 
 
@@ -250,8 +304,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pipeline.store import open_store
     from pipeline.verify import verify_archive
 
-    report = verify_archive(open_store(args.dest, s3_endpoint=s.s3_endpoint),
-                            video_ids=args.video or None)
+    store = open_store(args.dest, s3_endpoint=s.s3_endpoint)
+    ids = None
+    if args.video:  # ids or unique prefixes
+        from pipeline.catalog import resolve_video_ids
+        from pipeline.manifest import committed_video_ids
+
+        ids = resolve_video_ids(committed_video_ids(store), args.video, args.dest)
+    report = verify_archive(store, video_ids=ids)
     for line in report.problems:
         print(line)
     print(f"verified {report.objects} object(s) of {report.videos} video(s) ({report.chunks} chunks, "
@@ -322,19 +382,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--parquet", help="write the table as Parquet")
     p.add_argument("--plot", help="write a PNG plot")
+    p.add_argument("--video", action="append", metavar="ID",
+                   help="only this video (an id or a unique prefix of one; repeatable; default: every video)")
     _add_common(p)
     p.set_defaults(func=cmd_savings)
 
+    p = sub.add_parser("ls", help="list the archived videos: id, source file, frames, stored layers K, bytes")
+    p.add_argument("dest", help="archive root")
+    p.add_argument("--json", action="store_true", help="every field of every video as JSON (exact bytes)")
+    _add_common(p)
+    p.set_defaults(func=cmd_ls)
+
     p = sub.add_parser("reserve", help="re-serve a video from its first K scale layers to MP4/Y4M")
     p.add_argument("dest", help="archive root")
-    p.add_argument("video_id")
+    p.add_argument("video_id", help="the video's id or a unique prefix of it (`progvc ls` lists them)")
     p.add_argument("--scales", type=AT_LEAST_1, required=True, help="number of scale layers to read (K)")
     p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
     p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
                    help="how the untransmitted fine scales are filled (default: argmax prediction)")
     p.add_argument("--seed", type=int, default=0, help="seed for --predict sample (GOP g uses seed + g, as "
                    "`progvc decode` does)")
-    p.add_argument("--actors", type=ACTORS, help="codec actors decoding in parallel (default: up to 2)")
+    p.add_argument("--actors", type=ACTORS, help="decode on N Ray codec actors under a Prefect flow (0 = up to 2; "
+                   "default: decode in this process, no Ray/Prefect start-up)")
+    p.add_argument("--threads", type=AT_LEAST_1, default=1,
+                   help="torch CPU threads when decoding in this process (default 1, as `progvc decode`)")
     _add_common(p, model=True, weights_help="force a weights file or model id (default: the model the archived "
                 "stream names, found by its id in models/ or PROGVC_MODELS_DIR)")
     p.set_defaults(func=cmd_reserve)
@@ -342,14 +413,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="delete fine scale layers, keeping the first K")
     p.add_argument("dest", help="archive root")
     p.add_argument("--keep-scales", type=AT_LEAST_1, required=True)
-    p.add_argument("--video", help="only this video id (default: every video)")
+    p.add_argument("--video", action="append", metavar="ID",
+                   help="only this video (an id or a unique prefix; repeatable; default: every video)")
     _add_common(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("verify", help="check every stored object of an archive against its manifest (sizes, "
                        "CRC32s; no decoding): one line per bad object, exit code 1 if any")
     p.add_argument("dest", help="archive root")
-    p.add_argument("--video", action="append", metavar="ID", help="only this video id (repeatable; default: all)")
+    p.add_argument("--video", action="append", metavar="ID",
+                   help="only this video (an id or a unique prefix; repeatable; default: all)")
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 

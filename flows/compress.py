@@ -425,23 +425,25 @@ def print_report(report: dict) -> None:
     """The job report as a Rich table on the terminal, then its warnings and the ignored files, loudly."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"job {report['job_id']} -> {report['dest']}")
-    for col in ("source", "status", "video_id", "frames", "bytes in -> out"):
-        table.add_column(col, overflow="fold")
-    notes = any(v["reason"] or v.get("warnings") for v in report["videos"])
-    if notes:
-        table.add_column("note", overflow="fold")
-    for v in report["videos"]:
-        sizes = f"{v['source_bytes']} -> {v['archived_bytes']}" if v["archived_bytes"] else str(v["source_bytes"] or "")
-        status = v["status"] + (" (!)" if v.get("warnings") else "")
-        cells = [v["source"].rstrip("/").rsplit("/", 1)[-1], status, v["video_id"] or "", str(v["frames"] or ""),
-                 sizes]
-        note = "; ".join([*([v["reason"]] if v["reason"] else []), *v.get("warnings", [])])
-        table.add_row(*cells, *([note] if notes else []))
+    from pipeline.tables import Column, print_columns
+
+    rows = report["videos"]
+    notes = ["; ".join([*([v["reason"]] if v["reason"] else []), *v.get("warnings", [])]) for v in rows]
+    # ids are never wrapped or cut: at a narrow terminal the frames and byte columns are left out instead
+    cols = [
+        Column("source", "source", [v["source"].rstrip("/").rsplit("/", 1)[-1] for v in rows], keep=True, flex=True),
+        Column("status", "status", [v["status"] + (" (!)" if v.get("warnings") else "") for v in rows], keep=True),
+        Column("video_id", "video_id", [v["video_id"] or "" for v in rows], keep=True),
+        Column("frames", "frames", [str(v["frames"] or "") for v in rows], justify="right", priority=1),
+        Column("bytes", "bytes in -> out", [f"{v['source_bytes']} -> {v['archived_bytes']}" if v["archived_bytes"]
+                                            else str(v["source_bytes"] or "") for v in rows], priority=2),
+    ]
+    if any(notes):
+        cols.append(Column("note", "note", notes, keep=True, flex=True))
     console = Console()
-    console.print(table)
+    print_columns(cols, title=f"job {report['job_id']} -> {report['dest']}", console=console,
+                  dropped_hint="--json has every field")
     console.print(
         f"{len(report['committed'])} committed, {len(report['skipped'])} skipped, {len(report['failed'])} failed"
         f"{', ' + str(len(report.get('ignored', []))) + ' ignored' if report.get('ignored') else ''}; "

@@ -1,7 +1,11 @@
-"""The `reserve` flow: re-serve an archived video from its first K scale layers.
+"""The `reserve` flow: re-serve an archived video from its first K scale layers on Ray codec actors.
 
 manifest -> ranged reads of exactly the K layers' chunks (+ header) -> codec actors decode GOP runs
 (untransmitted fine scales predicted by the context model) -> MP4/H.264 (or MKV/Y4M) via PyAV.
+
+`progvc reserve` decodes in its own process by default (`pipeline.reserve.reserve_video`: no Ray, no
+Prefect server); it runs this flow only with `--actors N` or `--ray-address` (long videos, a GPU cluster).
+Both share `pipeline.reserve`'s fetch, header checks and report.
 """
 
 from __future__ import annotations
@@ -17,24 +21,16 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.archive_ops import only_store_faults, store_for  # noqa: E402
-
-UNIT_FRAMES = 64  # frames decoded per actor call (bounds memory per call)
+from pipeline.reserve import UNIT_FRAMES  # noqa: E402  (frames decoded per actor call)
 
 
 @task(name="fetch-layers", retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=only_store_faults,
       cache_policy=NO_CACHE)
 def fetch_layers_task(dest: str, s3_endpoint: str | None, video_id: str, scales: int):
     """Ranged reads of the header and the chunks of scales 1..K; returns (Retrieved, layer bytes in manifest)."""
-    import pyarrow.compute as pc
+    from pipeline.reserve import fetch_layers
 
-    from pipeline import manifest
-    from pipeline.retrieval import fetch, plan_retrieval
-
-    store = store_for(dest, s3_endpoint)
-    rows = manifest.read_manifest(store, video_ids=[video_id])
-    plan = plan_retrieval(rows, video_id, scales)
-    layers = rows.filter(pc.and_(pc.greater(rows.column("scale"), 0), pc.less_equal(rows.column("scale"), scales)))
-    return fetch(store, plan), int(pc.sum(layers.column("byte_length")).as_py() or 0)
+    return fetch_layers(store_for(dest, s3_endpoint), video_id, scales)
 
 
 @task(name="decode-video", cache_policy=NO_CACHE)
@@ -95,18 +91,15 @@ def reserve(
     (`pipeline.registry`), unless `weights` forces one (it must be that model); the coding mode (plain |
     keyframe with its `frame_scales`) is read from the header too: any K works for either mode. Returns a
     report: output path, model, mode, frames, size, bytes read vs the K layers' bytes."""
-    from pipeline.errors import StreamError
-    from pipeline.pgv import StreamHeader
+    from pipeline.catalog import resolve_video_id
+    from pipeline.manifest import committed_video_ids
+    from pipeline.reserve import report, stream_header
     from workers.pool import CodecPool
 
     t0 = time.perf_counter()
+    video_id = resolve_video_id(committed_video_ids(store_for(dest, s3_endpoint)), video_id, dest)
     got, layer_bytes = fetch_layers_task(dest, s3_endpoint, video_id, scales)
-    if got.header is None:
-        raise StreamError(f"video {video_id} in {dest}: the manifest has no header row; the archive is damaged")
-    header = StreamHeader.from_bytes(got.header, source=f"{dest}/videos/{video_id}/header.bin")
-    gop_chunks = got.gop_chunks()
-    if len(gop_chunks) != len(header.gops):
-        raise StreamError(f"video {video_id}: header lists {len(header.gops)} GOPs, the manifest {len(gop_chunks)}")
+    header, gop_chunks = stream_header(got, dest, video_id)
     pool = CodecPool(weights or header.model_id, n_actors=actors or min(2, len(header.gops)), device=device,
                      expect_model=header.model_id)
     try:
@@ -114,20 +107,4 @@ def reserve(
         frames = decode_video_task(pool, header, gop_chunks, str(out), predict, seed, f"video {video_id}")
     finally:
         pool.close()
-    return {
-        "video_id": video_id,
-        "model_id": header.model_id,
-        "output": str(out.resolve()),
-        "scales": scales,
-        "n_scales": header.n_scales,
-        "mode": header.mode,
-        "frame_scales": header.frame_scales,
-        "frames": frames,
-        "width": header.width,
-        "height": header.height,
-        "bytes_read": got.header_bytes_read + got.layer_bytes_read,
-        "layer_bytes_read": got.layer_bytes_read,
-        "layer_bytes": layer_bytes,
-        "requests": got.requests,
-        "seconds": time.perf_counter() - t0,
-    }
+    return report(video_id, header, got, layer_bytes, out, scales, frames, t0)

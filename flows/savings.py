@@ -1,17 +1,14 @@
-"""The `savings` flow: storage savings from the committed manifests (table, CSV/Parquet, PNG)."""
+"""`savings`: storage savings from the committed manifests (table, CSV/Parquet, PNG).
+
+A plain function, not a Prefect flow (issue 16.6): it reads one manifest, and an ephemeral Prefect server
+cost 20-60 s of start-up for 0.5 s of work. It imports neither Prefect nor Ray.
+"""
 
 from __future__ import annotations
 
-from pipeline.settings import apply_environment
-
-apply_environment()
-
-from prefect import flow  # noqa: E402
-
-from flows.archive_ops import store_for  # noqa: E402
+from flows.archive_ops import store_for
 
 
-@flow(name="savings")
 def savings(
     dest: str,
     by: str = "video",
@@ -20,19 +17,30 @@ def savings(
     plot: str | None = None,
     s3_endpoint: str | None = None,
     show: bool = False,
+    videos: list[str] | None = None,
 ) -> dict:
     """Savings of archive `dest` grouped `by` video | job | scale | mode (one row per scale count K).
     Writes the table to `csv`/`parquet` and a plot to `plot` (PNG) when given; prints it when `show`.
+    `videos`: only these videos (ids or unique prefixes, `pipeline.catalog.resolve_video_id`).
     Returns {"rows": [...], "totals": {videos, source_bytes, stored_bytes}, "files": [...]}."""
     from pipeline import manifest
     from pipeline import savings as sv
 
     store = store_for(dest, s3_endpoint)
     rows = manifest.read_manifest(store)
+    all_ids = rows.column("video_id").unique().to_pylist()
+    if videos:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from pipeline.catalog import resolve_video_ids
+
+        keep = pa.array(resolve_video_ids(rows, videos, dest), pa.string())
+        rows = rows.filter(pc.is_in(rows.column("video_id"), keep))
     table = sv.savings(rows, by=by)
     files = []
     if show:
-        sv.print_table(table, title=f"Storage savings of {dest} by {by}")
+        sv.print_table(table, title=f"Storage savings of {dest} by {by}", all_ids=all_ids)
     for path in (csv, parquet):
         if path:
             files.append(str(sv.export(table, path)))

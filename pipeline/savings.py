@@ -163,45 +163,66 @@ def _fmt_bytes(n: float) -> str:
     return str(n)
 
 
-def print_table(table: pa.Table, title: str = "Storage savings", console=None, max_rows: int = 200) -> None:
-    """Render a `savings` table on the terminal with rich."""
-    from rich.console import Console
-    from rich.table import Table
+def _cell(c: str, v) -> str:
+    if v is None:
+        return "–"
+    if c.endswith("_bytes"):
+        return _fmt_bytes(v)
+    if c == "ratio" or c.startswith("ratio_"):
+        return f"{v:.0f}×" if v >= 100 else f"{v:.1f}×"
+    if c == "bpp":
+        return f"{v:.4f}"
+    if c in _Q:
+        return f"{v:.3f}" if c == "ms_ssim" else f"{v:.2f}"
+    if c == "stored":
+        return "yes" if v else "pruned"
+    return str(v)
 
-    console = console or Console()
-    cols = [c for c in ("job_id", "video_id", "mode", "scales", "videos", "source_bytes", "archived_bytes", "ratio",
-                        "ratio_video_stream", "ratio_raw420", "bpp", *_Q, "stored") if c in table.column_names]
+
+# columns of the terminal table: (header, justify, priority: higher is dropped later when the terminal is narrow)
+_COLUMNS = {
+    "job_id": ("job", "left", 1), "video_id": ("video", "left", 10), "name": ("source", "left", 7),
+    "mode": ("mode", "left", 2), "scales": ("K", "right", 10), "videos": ("videos", "right", 6),
+    "source_bytes": ("source bytes", "right", 5), "archived_bytes": ("archived", "right", 9),
+    "ratio": ("ratio", "right", 9), "ratio_video_stream": ("×video", "right", 5),
+    "ratio_raw420": ("×raw420", "right", 3), "bpp": ("bpp", "right", 2), "psnr": ("psnr", "right", 4),
+    "ms_ssim": ("ms_ssim", "right", 3), "vmaf": ("vmaf", "right", 3), "stored": ("stored", "right", 6),
+}
+
+
+def print_table(table: pa.Table, title: str = "Storage savings", console=None, max_rows: int = 200,
+                width: int | None = None, all_ids: list[str] | None = None) -> list[str]:
+    """Render a `savings` table on the terminal with rich, fitted to its width (`width`, else the console's):
+    low-priority columns are left out (and named under the table) rather than numbers or ids cut. Video ids
+    show as their shortest unique prefix of at least 12 digits (`pipeline.catalog.unique_prefixes`: every
+    command accepts it; unique among `all_ids` when given, e.g. every id of the archive when `table` covers
+    some of its videos), sources as file names. Returns the keys of the columns left out."""
+    from pipeline.catalog import source_name, unique_prefixes
+    from pipeline.tables import Column, print_columns
+
+    keys = ["job_id"] if "job_id" in table.column_names and "video_id" not in table.column_names else []
+    keys += ["mode"] if "mode" in table.column_names and not {"job_id", "video_id"} & set(table.column_names) else []
+    cols = [c for c in ("job_id", "video_id", "name", "mode", "scales", "videos", "source_bytes", "archived_bytes",
+                        "ratio", "ratio_video_stream", "ratio_raw420", "bpp", *_Q, "stored")
+            if c in table.column_names or (c == "name" and "source_uri" in table.column_names)]
     cols = [c for c in cols if c not in _Q or table.column(c).null_count < table.num_rows]
-    rt = Table(title=title + (f" (first {max_rows} of {table.num_rows} rows)" if table.num_rows > max_rows
-                              else ""))
-    headers = {"source_bytes": "source", "archived_bytes": "archived", "video_id": "video", "job_id": "job",
-               "scales": "K", "ratio_video_stream": "×video", "ratio_raw420": "×raw420"}
+    n = min(table.num_rows, max_rows)
+    data = {c: table.column(c).to_pylist()[:max_rows] for c in cols if c != "name"}
+    if "name" in cols:
+        data["name"] = [source_name(u) for u in table.column("source_uri").to_pylist()[:max_rows]]
+    if "video_id" in cols:
+        short = unique_prefixes({*table.column("video_id").to_pylist(), *(all_ids or [])})
+        data["video_id"] = [short[v] for v in data["video_id"]]
+    columns = []
     for c in cols:
-        rt.add_column(headers.get(c, c), justify="left" if c in ("job_id", "video_id") else "right",
-                      no_wrap=True)
-    data = {c: table.column(c).to_pylist()[:max_rows] for c in cols}
-    for i in range(min(table.num_rows, max_rows)):
-        cells = []
-        for c in cols:
-            v = data[c][i]
-            if v is None:
-                cells.append("–")
-            elif c.endswith("_bytes"):
-                cells.append(_fmt_bytes(v))
-            elif c == "ratio" or c.startswith("ratio_"):
-                cells.append(f"{v:.0f}×" if v >= 100 else f"{v:.1f}×")
-            elif c == "bpp":
-                cells.append(f"{v:.4f}")
-            elif c in _Q:
-                cells.append(f"{v:.3f}" if c == "ms_ssim" else f"{v:.2f}")
-            elif c == "video_id":
-                cells.append(str(v)[:12])  # a unique prefix in practice; full ids are in CSV/Parquet
-            elif c == "stored":
-                cells.append("yes" if v else "pruned")
-            else:
-                cells.append(str(v))
-        rt.add_row(*cells)
-    console.print(rt)
+        header, justify, priority = _COLUMNS[c]
+        cells = [str(v) if c in ("video_id", "name", "job_id", "mode") and v is not None else _cell(c, v)
+                 for v in data[c][:n]]
+        columns.append(Column(c, header, cells, justify=justify, priority=priority, flex=c == "name",
+                              keep=c in ("video_id", "scales", *keys)))
+    title = title + (f" (first {max_rows} of {table.num_rows} rows)" if table.num_rows > max_rows else "")
+    return print_columns(columns, title=title, console=console, width=width,
+                         dropped_hint="--csv/--parquet have every column")
 
 
 def export(table: pa.Table, path: str | Path) -> Path:
