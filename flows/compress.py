@@ -426,7 +426,7 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from pipeline.tables import Column, print_columns
+    from pipeline.term_table import Column, print_columns
 
     rows = report["videos"]
     notes = ["; ".join([*([v["reason"]] if v["reason"] else []), *v.get("warnings", [])]) for v in rows]

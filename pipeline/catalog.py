@@ -3,7 +3,7 @@
     rows = read_manifest(store)
     vid = resolve_video_id(rows, "3f9a2c")           # the one id starting so, else ManifestError (one line)
     videos = list_videos(rows)                       # id, source, frames, stored K of N, bytes, ...
-    print_videos(videos)                             # a table that fits the terminal (pipeline.tables)
+    print_videos(videos)                             # a table that fits the terminal (pipeline.term_table)
     short = unique_prefixes(ids)                     # shortest unique prefix (>= 12 digits) of each id
 
 Every command that takes a video id (`reserve`, `prune --video`, `savings --video`) accepts any unique
@@ -129,7 +129,7 @@ def print_videos(videos: pa.Table, title: str | None = None, console=None, width
     """`list_videos` as a terminal table: full ids, file names, frames, stored K of N, stored bytes (then
     frame size, mode, job, source bytes while they fit). Returns the keys of the columns left out."""
     from pipeline.savings import _fmt_bytes
-    from pipeline.tables import Column, print_columns
+    from pipeline.term_table import Column, print_columns
 
     d = videos.to_pydict()
     n = videos.num_rows

@@ -198,7 +198,7 @@ def print_table(table: pa.Table, title: str = "Storage savings", console=None, m
     command accepts it; unique among `all_ids` when given, e.g. every id of the archive when `table` covers
     some of its videos), sources as file names. Returns the keys of the columns left out."""
     from pipeline.catalog import source_name, unique_prefixes
-    from pipeline.tables import Column, print_columns
+    from pipeline.term_table import Column, print_columns
 
     keys = ["job_id"] if "job_id" in table.column_names and "video_id" not in table.column_names else []
     keys += ["mode"] if "mode" in table.column_names and not {"job_id", "video_id"} & set(table.column_names) else []
