@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.latent import tables
@@ -90,9 +91,15 @@ class BandContext:
             f[..., k] = x.to(dtype).clamp(-CTX_CLAMP, CTX_CLAMP)
 
         if parent is not None and parent.numel():
-            up = parent.to(dtype).repeat_interleave(2, -2).repeat_interleave(2, -1)
-            for k, (di, dj) in enumerate((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)):
-                put(k, _fit(_shift(up, 2 * di, 2 * dj), h, w))  # = the parent's shift, upsampled
+            up = parent.to(dtype).clamp(-CTX_CLAMP, CTX_CLAMP).repeat_interleave(2, -2).repeat_interleave(2, -1)
+            offsets = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+            if up.shape[-2] >= h and up.shape[-1] >= w:  # windows of the zero-padded upsampled parent
+                pad = F.pad(up, (2, 2, 2, 2))
+                for k, (di, dj) in enumerate(offsets):
+                    f[..., k] = pad[..., 2 + 2 * di : 2 + 2 * di + h, 2 + 2 * dj : 2 + 2 * dj + w]
+            else:  # the parent is short of the band: `_fit` repeats its last row/column
+                for k, (di, dj) in enumerate(offsets):
+                    put(k, _fit(_shift(up, 2 * di, 2 * dj), h, w))  # = the parent's shift, upsampled
         # 9..12: same-band neighbours, filled per pass by `rows`
         for k, x in enumerate((*siblings, *cross, tparent)):
             if x is not None:
@@ -112,8 +119,11 @@ class BandContext:
         f = self.static[pos]
         sec = self.second.reshape(-1)[pos]
         if bool(sec.any()):
-            c = cur.to(f.dtype)
-            nb = torch.stack([_shift(c, di, dj).reshape(-1)[pos] for di, dj in _CROSS], -1)
+            n, h, w = self.shape
+            flat = F.pad(cur.to(f.dtype), (1, 1, 1, 1)).reshape(-1)  # zeros around every frame
+            t, ij = pos // (h * w), pos % (h * w)
+            at = t * ((h + 2) * (w + 2)) + (ij // w + 1) * (w + 2) + ij % w + 1
+            nb = torch.stack([flat[at + di * (w + 2) + dj] for di, dj in _CROSS], -1)
             nb = nb.clamp(-CTX_CLAMP, CTX_CLAMP) * sec[:, None]
             f[:, 9:13] = nb
             f[:, 19] = nb.abs().sum(-1)
