@@ -17,6 +17,7 @@ import os
 import sys
 
 from flows.cli import UsageError, quiet_console_tracebacks
+from pipeline.codec_api import DEFAULT_PREDICT, PREDICT_MODES
 
 
 def _int_at_least(lo: int, what: str = ""):
@@ -398,8 +399,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video_id", help="the video's id or a unique prefix of it (`progvc ls` lists them)")
     p.add_argument("--scales", type=AT_LEAST_1, required=True, help="number of scale layers to read (K)")
     p.add_argument("-o", "--output", required=True, help="output .mp4/.mkv/.y4m")
-    p.add_argument("--predict", choices=["argmax", "sample", "none"], default="argmax",
-                   help="how the untransmitted fine scales are filled (default: argmax prediction)")
+    p.add_argument("--predict", choices=PREDICT_MODES, default=DEFAULT_PREDICT,
+                   help="how the untransmitted fine scales are filled: none (decode from the K layers alone, the "
+                   "default: measured best), argmax (context-model prediction), sample")
     p.add_argument("--seed", type=int, default=0, help="seed for --predict sample (GOP g uses seed + g, as "
                    "`progvc decode` does)")
     p.add_argument("--actors", type=ACTORS, help="decode on N Ray codec actors under a Prefect flow (0 = up to 2; "

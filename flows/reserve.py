@@ -21,6 +21,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.archive_ops import only_store_faults, store_for  # noqa: E402
+from pipeline.codec_api import DEFAULT_PREDICT  # noqa: E402
 from pipeline.reserve import UNIT_FRAMES  # noqa: E402  (frames decoded per actor call)
 
 
@@ -78,7 +79,7 @@ def reserve(
     video_id: str,
     scales: int,
     output: str,
-    predict: str = "argmax",
+    predict: str = DEFAULT_PREDICT,
     weights: str | None = None,
     s3_endpoint: str | None = None,
     device: str = "auto",

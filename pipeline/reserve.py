@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import manifest as mf
+from pipeline.codec_api import DEFAULT_PREDICT
 from pipeline.errors import StreamError
 from pipeline.pgv import StreamHeader
 from pipeline.retrieval import Retrieved, fetch, plan_retrieval
@@ -83,7 +84,8 @@ def local_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def iter_frames(codec, header: StreamHeader, gop_chunks: list[list[bytes]], predict: str = "argmax", seed: int = 0,
+def iter_frames(codec, header: StreamHeader, gop_chunks: list[list[bytes]], predict: str = DEFAULT_PREDICT,
+                seed: int = 0,
                 context: str = "stream") -> Iterator[np.ndarray]:
     """Every frame in order, decoded in this process run by run (`pipeline.stream.gop_runs`/`decode_run`:
     the decode loop every decoder uses)."""
@@ -93,7 +95,7 @@ def iter_frames(codec, header: StreamHeader, gop_chunks: list[list[bytes]], pred
         yield from decode_run(codec, run, predict, seed, context)
 
 
-def reserve_video(store: Store, video_id: str, scales: int, output: str | Path, predict: str = "argmax",
+def reserve_video(store: Store, video_id: str, scales: int, output: str | Path, predict: str = DEFAULT_PREDICT,
                   weights: str | None = None, device: str = "auto", seed: int = 0, rows: pa.Table | None = None,
                   progress: bool = True, where: str | None = None, threads: int | None = 1) -> dict:
     """Decode video `video_id` (a full id or a unique prefix) of `store` from its first `scales` layers into

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.codec_api import CodecFamily, CodecInfo
+from pipeline.codec_api import DEFAULT_PREDICT, CodecFamily, CodecInfo
 from pipeline.errors import ProGVCError, StreamError
 from pipeline.pgv import MODES, GopEntry, PgvStream, StreamHeader, parse_chunk, read_pgv, write_pgv
 
@@ -107,7 +107,8 @@ def open_for_stream(header: StreamHeader, weights: str | None = None, device: st
 
 
 def decode_gop_frames(
-    codec: CodecFamily, header: StreamHeader, g: int, chunks: list[bytes], predict: str = "argmax", seed: int = 0,
+    codec: CodecFamily, header: StreamHeader, g: int, chunks: list[bytes], predict: str = DEFAULT_PREDICT,
+    seed: int = 0,
     context: str = "stream", entry: GopEntry | None = None,
 ) -> np.ndarray:
     """GOP `g` of the stream `header` describes, decoded from its first K chunks -> (T, H, W, 3) uint8.
@@ -128,7 +129,7 @@ def decode_gop_frames(
 
 
 def iter_decoded(
-    stream: PgvStream, codec: CodecFamily | None = None, scales: int | None = None, predict: str = "argmax",
+    stream: PgvStream, codec: CodecFamily | None = None, scales: int | None = None, predict: str = DEFAULT_PREDICT,
     seed: int = 0, source: str = "stream", progress: bool = False,
 ) -> Iterator[np.ndarray]:
     """The decode loop: frames (H, W, 3) uint8 of a parsed stream from its first `scales` layers, GOP by
@@ -173,7 +174,7 @@ def gop_runs(header: StreamHeader, gop_chunks: list[list[bytes]], max_frames: in
     return runs
 
 
-def decode_run(codec: CodecFamily, run: GopRun, predict: str = "argmax", seed: int = 0,
+def decode_run(codec: CodecFamily, run: GopRun, predict: str = DEFAULT_PREDICT, seed: int = 0,
                context: str = "stream") -> np.ndarray:
     """Every frame of a `GopRun` -> (sum T, H, W, 3) uint8 (GOP g seeded with `seed + g` as everywhere)."""
     parts = [decode_gop_frames(codec, run.header, run.first + i, chunks, predict, seed, context, entry)
@@ -182,7 +183,7 @@ def decode_run(codec: CodecFamily, run: GopRun, predict: str = "argmax", seed: i
 
 
 def decode_video(
-    pgv: str | Path, out: str | Path | None = None, scales: int | None = None, predict: str = "argmax",
+    pgv: str | Path, out: str | Path | None = None, scales: int | None = None, predict: str = DEFAULT_PREDICT,
     seed: int = 0, codec: CodecFamily | None = None, progress: bool = True,
 ) -> np.ndarray | int:
     """Decode `pgv` with its first `scales` layers (by the stream's own model unless `codec` is given);

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pipeline.codec_api import DEFAULT_PREDICT
 from pipeline.stream import GopRun
 
 
@@ -64,7 +65,7 @@ class DecodeRequest:
 
     method: ClassVar[str] = "decode_gops"
     run: GopRun
-    predict: str = "argmax"
+    predict: str = DEFAULT_PREDICT
     seed: int = 0
     context: str = ""
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline import encoder_options
+from pipeline.codec_api import DEFAULT_PREDICT, PREDICT_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("input", help=".pgv stream (a file cut at a layer end is fine)")
     d.add_argument("-o", "--output", required=True, help="output .mp4, .mkv or .y4m")
     d.add_argument("--scales", type=int, default=None, help="decode from the first K layers only")
-    d.add_argument("--predict", choices=("argmax", "sample", "none"), default="argmax",
-                   help="how to fill scales K+1..N: context-model argmax (default), seeded sampling, or none")
+    d.add_argument("--predict", choices=PREDICT_MODES, default=DEFAULT_PREDICT,
+                   help="how to fill scales K+1..N: none (default, measured best), context-model argmax, "
+                        "or seeded sampling")
     d.add_argument("--seed", type=int, default=0, help="seed for --predict sample")
     d.add_argument("--weights", default=None,
                    help="force a weights file or model id (default: the model the stream names, from the registry)")

@@ -36,7 +36,7 @@ from pipeline.codec.entropy import (
 )
 from pipeline.codec.tiles import TileGrid
 from pipeline.codec.tokenizer import Tokenizer, blocks_to_grid, grid_to_blocks, group_tiles
-from pipeline.codec_api import GENERATION_MODES, PREDICT_MODES, EncodedGop
+from pipeline.codec_api import DEFAULT_PREDICT, GENERATION_MODES, PREDICT_MODES, EncodedGop
 from pipeline.errors import StreamError
 from pipeline.pgv import pack_chunk, parse_chunk
 
@@ -281,7 +281,8 @@ class Codec:
         return best_prefix(gain)
 
     def decode_gop_tokens(
-        self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
+        self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = DEFAULT_PREDICT,
+        seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
         frame_scales: int | None = None, generate: int | None = None,
     ) -> list[FrameTokens]:
@@ -351,7 +352,8 @@ class Codec:
         return tokens
 
     def decode_gop(
-        self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax", seed: int = 0,
+        self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = DEFAULT_PREDICT,
+        seed: int = 0,
         gop_index: int | None = None, context: str = "", batch_size: int | None = None,
         frame_scales: int | None = None, generate: int | None = None,
     ) -> np.ndarray:

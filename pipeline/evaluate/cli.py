@@ -22,6 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.codec_api import DEFAULT_PREDICT, PREDICT_MODES
 from pipeline.encoder_options import DEFAULT_EFFORT, EFFORTS
 
 VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"}
@@ -59,9 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--scales", default=None, help="ProGVC scale counts K to evaluate, e.g. 4,6,8 (default all)")
     p.add_argument(
         "--predict",
-        default="argmax",
-        choices=("argmax", "sample", "none"),
-        help="how ProGVC fills untransmitted scales (default argmax)",
+        default=DEFAULT_PREDICT,
+        choices=PREDICT_MODES,
+        help=f"how ProGVC fills untransmitted scales (default {DEFAULT_PREDICT})",
     )
     p.add_argument(
         "--plain-predict",

@@ -34,6 +34,7 @@ import av
 import numpy as np
 
 from pipeline import metrics as M
+from pipeline.codec_api import DEFAULT_PREDICT
 from pipeline.errors import ProGVCError
 from pipeline.evaluate import refcodecs
 from pipeline.evaluate.cache import EvalCache, frames_hash, key_of, pack_chunks, unpack_chunks
@@ -59,7 +60,7 @@ class EvalConfig:
     gop: int = 16
     metrics: tuple[str, ...] = M.METRICS
     weights: str | None = None  # None: the registry's default model (latent-v1)
-    predict: str = "argmax"
+    predict: str = DEFAULT_PREDICT
     scales: tuple[int, ...] | None = None  # ProGVC K values; None = all 1..N (keyframe mode: 1..N-1)
     modes: tuple[str, ...] = ("plain", "keyframe")  # ProGVC modes (see progvc_points / keyframe_points)
     plain_predicts: tuple[str, ...] = ()  # extra plain-mode curves decoded with these predict modes

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.codec_api import EncodedGop
+from pipeline.codec_api import DEFAULT_PREDICT, PREDICT_MODES, EncodedGop
 from pipeline.encoder_options import DEFAULT_EFFORT, DEFAULT_FIDELITY
 from pipeline.latent import gop as G
 from pipeline.latent.bands import Geometry
@@ -42,7 +42,6 @@ MODEL_ID = "latent-v1"
 FAMILY = "latent"
 LEVELS = 6  # spatial levels J: 7 layers, LL at 1/64
 PARAM_VERSION = 1
-PREDICT_MODES = ("argmax", "sample", "none")
 MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
 MOTION_LAMBDA_PER_STEP = 4.0
 MOTION_LAYER = 1  # 0-based: the motion fields head layer 2's symbols; a 1-layer decode assumes no motion
@@ -307,7 +306,7 @@ class LatentCodec:
 
     # ---- decoder ---------------------------------------------------------------------------------------
 
-    def decode_gop(self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = "argmax",
+    def decode_gop(self, chunks: list[bytes], n_frames: int, width: int, height: int, predict: str = DEFAULT_PREDICT,
                    seed: int = 0, gop_index: int | None = None, context: str = "", frame_scales: int | None = None,
                    generate: int | None = None, batch_size: int | None = None) -> np.ndarray:
         """Decode one GOP from its first K chunks → (T, H, W, 3) uint8; layers K.. predicted by `predict`."""

@@ -4,10 +4,10 @@
 
 Content: a 96×64 window of frames 0..5 of samples/sam2_dog.mp4 (the dog's fur and the floor: texture and
 motion), two GOPs (4 + 2 frames), the default model latent-v1 at fidelity 60, effort "fast", all 7 layers.
-The JSON pins the MD5 of the decoded frames (T, H, W, 3) uint8 for K = 1..7 (`--predict argmax`, the
-default) and the stream's bytes; `tests/test_golden_stream.py` checks them. Re-run this only after a
-deliberate change of the latent format or decoder (say so in the commit): streams already archived must keep
-decoding to the same pixels.
+The JSON pins the MD5 of the decoded frames (T, H, W, 3) uint8 for K = 1..7 (`--predict argmax`: the
+context model predicts the missing layers; the default is `none`) and the stream's bytes;
+`tests/test_golden_stream.py` checks them. Re-run this only after a deliberate change of the latent format
+or decoder (say so in the commit): streams already archived must keep decoding to the same pixels.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def decoded_md5s(path: Path) -> list[str]:
     from pipeline.stream import decode_video
 
     n = read_pgv(path).n_layers
-    return [hashlib.md5(np.ascontiguousarray(decode_video(path, scales=k, progress=False)).tobytes()).hexdigest()
-            for k in range(1, n + 1)]
+    frames = (decode_video(path, scales=k, predict="argmax", progress=False) for k in range(1, n + 1))
+    return [hashlib.md5(np.ascontiguousarray(f).tobytes()).hexdigest() for f in frames]
 
 
 def main() -> int:
