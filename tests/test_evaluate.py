@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline import metrics, video_io
+from pipeline.codec_api import DEFAULT_PREDICT
 from pipeline.evaluate import refcodecs
 from pipeline.evaluate.runner import MAX_GAP_RATIO, gop_spans, sweep_crf
 
@@ -130,7 +131,7 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
         "--cache",
         str(tmp_path / "cache"),
         "--plain-predict",
-        "none",
+        "argmax",
     ]
     assert main(argv) == 0
     for name in ("results.json", "summary.md", "rd_psnr_y.png", "rd_ms_ssim.png", "rd_vmaf.png", "rd_tfd.png"):
@@ -140,9 +141,10 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
     plain = [p for p in res["points"] if p["codec"] == "progvc" and p["mode"] == "plain"]
     pv = sorted((p for p in plain if not p["extra_curve"]), key=lambda p: p["param"])
     assert [p["param"] for p in pv] == [1, 2, 3, 4]
-    # the extra plain curve: the same streams decoded without prediction (identical at K = N)
+    # the extra plain curve: the same streams with the missing scales predicted (argmax; the default is none),
+    # identical at K = N
     pn = sorted((p for p in plain if p["extra_curve"]), key=lambda p: p["param"])
-    assert [p["preset"] for p in pn] == ["none"] * 4 and [p["bits"] for p in pn] == [p["bits"] for p in pv]
+    assert [p["preset"] for p in pn] == ["argmax"] * 4 and [p["bits"] for p in pn] == [p["bits"] for p in pv]
     assert pn[-1]["metrics"]["psnr_y"] == pv[-1]["metrics"]["psnr_y"]
     assert pn[0]["metrics"]["psnr_y"] != pv[0]["metrics"]["psnr_y"]
     assert all(a["bits"] < b["bits"] for a, b in zip(pv, pv[1:]))  # more scales, more bits
@@ -155,7 +157,7 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
     assert min(p["bpp"] for p in x264) <= pv[0]["bpp"] or max(p["param"] for p in x264) == 51
     # keyframe mode: one point per frame-scale count K = 1..N-1, each its own encode with every chunk counted
     kf = sorted((p for p in res["points"] if p.get("mode") == "keyframe"), key=lambda p: p["param"])
-    assert [p["param"] for p in kf] == [1, 2, 3] and all(p["preset"] == "keyframe/argmax" for p in kf)
+    assert [p["param"] for p in kf] == [1, 2, 3] and all(p["preset"] == f"keyframe/{DEFAULT_PREDICT}" for p in kf)
     for p in kf:
         k = p["param"]
         enc = [codec.encode_gop(frames[:4], frame_scales=k), codec.encode_gop(frames[4:], frame_scales=k)]
@@ -171,10 +173,10 @@ def test_progvc_eval_cli_writes_outputs_and_uses_cache(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "BD-rate of ProGVC" in summary and "x264 medium" in summary and "Bits" in summary
     assert "BD-rate of 'ProGVC keyframe' vs each reference codec" in summary
-    assert "BD-rate of 'ProGVC (none)' vs each reference codec" in summary
+    assert "BD-rate of 'ProGVC (argmax)' vs each reference codec" in summary
     kf_section = summary.split("## Keyframe mode vs plain")[1].split("\n## ")[0]
     assert "BD-rate of keyframe mode vs plain mode, curve 'ProGVC'" in kf_section and "tfd" in kf_section
-    assert "curve 'ProGVC (none)'" in kf_section and "kf / plain / plain none" in kf_section
+    assert "curve 'ProGVC (argmax)'" in kf_section and "kf / plain / plain argmax" in kf_section
     assert all(f"| {k} | {p['bpp']:.4f} |" in kf_section for k, p in zip((1, 2, 3), kf))
     assert "tfd" not in summary.split("## BD-rate of ProGVC vs")[1].split("## Keyframe")[0]  # no BD-rate on tfd
     y = frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # the frames evaluated (read back)
@@ -212,8 +214,8 @@ def test_keyframe_points_cache_keys_and_matched_bpp(tmp_path):
             "eval": EVAL_VERSION, "code": codec_code_hash()}
     assert progvc_cache_key(base, "point", K=2, predict="argmax") == key_of(
         {**base, "kind": "point", "K": 2, "predict": "argmax"})
-    keys = {progvc_cache_key(base, "point", K=k, predict="argmax") for k in (1, 2, 3, 4)}
-    keys |= {progvc_cache_key(base, "point", "keyframe", frame_scales=k, predict="argmax") for k in (1, 2, 3)}
+    keys = {progvc_cache_key(base, "point", K=k, predict=DEFAULT_PREDICT) for k in (1, 2, 3, 4)}
+    keys |= {progvc_cache_key(base, "point", "keyframe", frame_scales=k, predict=DEFAULT_PREDICT) for k in (1, 2, 3)}
     enc_keys = {progvc_cache_key(base, "encode")}
     enc_keys |= {progvc_cache_key(base, "encode", "keyframe", frame_scales=k) for k in (1, 2, 3)}
     assert len(keys) == 7 and len(enc_keys) == 4
@@ -223,10 +225,10 @@ def test_keyframe_points_cache_keys_and_matched_bpp(tmp_path):
     cache2 = EvalCache(tmp_path / "c")
     again = keyframe_points(codec, "c", frames, cfg, cache2)
     assert cache2.misses == 0 and [p["bits"] for p in again] == [p["bits"] for p in kf]
-    # predict="none" leaves the non-keyframes' fine scales at their coarse reconstruction: other points
-    none = keyframe_points(codec, "c", frames, EvalConfig(codecs=("progvc",), gop=4, metrics=("psnr_y",),
-                                                            predict="none"), cache2)
-    assert [p["bits"] for p in none] == [p["bits"] for p in kf] and cache2.misses == 3
+    # predict="argmax" fills the non-keyframes' fine scales with the context model's prediction: other points
+    pred = keyframe_points(codec, "c", frames, EvalConfig(codecs=("progvc",), gop=4, metrics=("psnr_y",),
+                                                            predict="argmax"), cache2)
+    assert [p["bits"] for p in pred] == [p["bits"] for p in kf] and cache2.misses == 3
     # matched-bpp interpolation of the plain curve (linear in log bpp, none outside its range)
     matched = 0
     for p in kf:
@@ -284,7 +286,7 @@ def test_latent_fidelity_sweep_one_encode_per_fidelity_every_k(tmp_path):
     base = {"clip": frames_hash(frames), "codec": "progvc", "model": "latent-v1", "gop": 16, "eval": EVAL_VERSION,
             "code": codec_code_hash(codec)}
     assert codec_code_hash(codec) != codec_code_hash()  # the latent sources, not the VQ family's
-    keys = {progvc_cache_key(base, "point", K=k, predict="argmax", fidelity=float(f), effort="fast")
+    keys = {progvc_cache_key(base, "point", K=k, predict=DEFAULT_PREDICT, fidelity=float(f), effort="fast")
             for f in (40, 60) for k in range(1, n + 1)}
     keys |= {progvc_cache_key(base, "encode", fidelity=float(f), effort="fast") for f in (40, 60)}
     assert keys == {f.stem for f in (tmp_path / "c").rglob("*.json")}  # 2 encodes + 2 x N points

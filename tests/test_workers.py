@@ -12,13 +12,15 @@ import pytest
 
 from pipeline import video_io
 from pipeline.codec import Codec, CodecConfig
+from pipeline.codec_api import DEFAULT_PREDICT
 from pipeline.errors import VideoError
 from pipeline.pgv import GopEntry
 from pipeline.stream import build_header, gop_runs
 from workers.requests import DecodeRequest, EncodeRequest, IdentifyRequest, PlanRequest
 
 
-def _decode(pool, results, k, width=64, height=48, frame_scales=None, generate=True, predict="argmax", seed=0):
+def _decode(pool, results, k, width=64, height=48, frame_scales=None, generate=True, predict=DEFAULT_PREDICT,
+            seed=0):
     """The typed decode request for every GOP of `results` (one run) at K = k layers."""
     gops = [GopEntry(r.first_frame, r.frame_count, True, r.generate if generate else None) for r in results]
     header = build_header(pool.codec, width, height, gops, 25, frame_scales)
