@@ -48,10 +48,18 @@ def savings(
         files.append(str(sv.plot(table, plot)))
     totals = sv.stored_totals(rows)
     if show:
-        print(f"{totals['videos']} video(s): {totals['source_bytes']} source bytes, "
-              f"{totals['stored_bytes']} bytes stored"
-              + (f" ({totals['source_bytes'] / totals['stored_bytes']:.1f}x smaller)" if totals["stored_bytes"]
-                 else ""))
+        src, stored = totals["source_bytes"], totals["stored_bytes"]
+        print(f"{totals['videos']} video(s): {src} source bytes, {stored} bytes stored{ratio_text(src, stored)}")
         for f in files:
             print(f"wrote {f}")
     return {"rows": table.to_pylist(), "totals": totals, "files": files}
+
+
+def ratio_text(source_bytes: int, stored_bytes: int) -> str:
+    """' (3.2x smaller)', or ' (1.5x LARGER than the sources)' when the archive outgrew them (low-bitrate
+    sources re-coded at a higher fidelity), '' when either is 0."""
+    if not source_bytes or not stored_bytes:
+        return ""
+    if source_bytes >= stored_bytes:
+        return f" ({source_bytes / stored_bytes:.1f}x smaller)"
+    return f" ({stored_bytes / source_bytes:.1f}x LARGER than the sources)"

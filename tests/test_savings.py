@@ -130,3 +130,12 @@ def test_by_mode_splits_plain_and_keyframe_videos(archive):
     assert "keyframe" in buf.getvalue() and "plain" in buf.getvalue()
     with pytest.raises(ManifestError, match="video, job, scale or mode"):
         savings(rows, by="codec")
+
+
+def test_total_line_says_larger_instead_of_a_ratio_below_one():
+    """The demo's H.264 samples archive to more bytes than their sources: the total line says so plainly
+    (it printed '0.7x smaller')."""
+    from flows.savings import ratio_text
+
+    assert ratio_text(383128, 563796) == " (1.5x LARGER than the sources)"
+    assert ratio_text(3443, 1) == " (3443.0x smaller)" and ratio_text(0, 5) == ""
