@@ -108,7 +108,7 @@ def reserve_video(store: Store, video_id: str, scales: int, output: str | Path, 
 
     from pipeline import video_io
     from pipeline.catalog import resolve_video_id
-    from pipeline.stream import open_for_stream
+    from pipeline.stream import open_for_stream, progress_bar
 
     t0 = time.perf_counter()
     rows = rows if rows is not None else mf.read_manifest(store)
@@ -122,35 +122,11 @@ def reserve_video(store: Store, video_id: str, scales: int, output: str | Path, 
         torch.set_num_threads(max(1, threads))
     codec = open_for_stream(header, weights, local_device(device), source=f"video {video_id}")
     frames = iter_frames(codec, header, gop_chunks, predict, seed, f"video {video_id}")
-    with _progress(header.frame_count, f"decoding video {video_id}", progress) as advance:
+    with progress_bar(header.frame_count, f"decoding video {video_id}", progress) as bar:
         def counted():
             for f in frames:
                 yield f
-                advance(1)
+                bar.update(1)
 
         n = video_io.write_video(output, counted(), Fraction(header.fps_num, header.fps_den))
     return report(video_id, header, got, layer_bytes, output, scales, n, t0)
-
-
-class _progress:
-    """A rich progress bar on stderr (or nothing): `with _progress(total, text, on) as advance: advance(n)`."""
-
-    def __init__(self, total: int, text: str, enabled: bool):
-        self.total, self.text, self.enabled, self.bar = total, text, enabled, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), refresh_per_second=4)
-        task = self.bar.add_task(self.text, total=self.total)
-        self.bar.__enter__()
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False

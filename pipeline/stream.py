@@ -138,7 +138,7 @@ def iter_decoded(
     codec = codec if codec is not None else open_for_stream(h, source=source)
     h.check_model(codec.model_id, source)
     k = stream.n_layers if scales is None else min(scales, stream.n_layers)
-    with _bar(h.frame_count, f"decode {Path(source).name} K={k}", progress) as bar:
+    with progress_bar(h.frame_count, f"decode {Path(source).name} K={k}", progress) as bar:
         for g, gop in enumerate(h.gops):
             yield from decode_gop_frames(codec, h, g, stream.gop_chunks(g, k), predict, seed, source)
             bar.update(gop.frame_count)
@@ -235,7 +235,8 @@ def plan(src: str | Path, frame_count: int, max_gop: int) -> list[GopEntry]:
     return plan_gops(src, max_gop=max_gop)
 
 
-def _bar(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A frame progress bar on stderr (tqdm; `disable` when not enabled): `with progress_bar(...) as b: b.update(n)`."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
@@ -276,7 +277,7 @@ def encode_video(
     frames = video_io.iter_frames(src)
     n_done = 0
     real_gops: list[GopEntry] = []
-    with _bar(info.frame_count, f"encode {Path(src).name}", progress) as bar:
+    with progress_bar(info.frame_count, f"encode {Path(src).name}", progress) as bar:
         for g in gops:
             buf = [fr for _, fr in zip(range(g.frame_count), frames)]
             if not buf:
