@@ -109,12 +109,17 @@ def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch
     return out
 
 
-def quantise_plane(c: torch.Tensor, s: torch.Tensor, geo: Geometry, plane: int) -> torch.Tensor:
-    """Dead-zone quantisation of one plane's coefficients `c` with steps `s` (both (t, h, w) int64)."""
-    rho = torch.full_like(c, RHO_DETAIL_Q8)
+def rounding_q8(geo: Geometry, plane: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Dead-zone rounding offsets (1/256) laid out like a plane's (T, h, w) coefficients: LL to nearest."""
+    rho = torch.full(shape, RHO_DETAIL_Q8, dtype=torch.int64)
     for b in geo.bands:
         if b.plane == plane and b.orient == 0:
             rho[:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]] = RHO_LL_Q8
+    return rho
+
+
+def quantise_plane(c: torch.Tensor, s: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """Dead-zone quantisation of coefficients `c` with steps `s` and rounding offsets `rho` (same shapes)."""
     return torch.sign(c) * ((c.abs() * 256 + ((rho * s) >> 8)) // s)
 
 
@@ -136,12 +141,13 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
     t = geo.frames
     levels = dwt.t_levels(t)
     q = [torch.zeros_like(x) for x in planes]
+    rho = [rounding_q8(geo, p, tuple(x.shape)) for p, x in enumerate(planes)]
     fields: list[list[Field]] = [[] for _ in range(levels)]
 
     def code(x: torch.Tensor, p: int, lo: int, hi: int) -> torch.Tensor:
         """Quantise frames x (n, h, w) into Mallat slots lo..hi of plane p; return their reconstruction."""
         lv = geo.plane_levels(p)
-        q[p][lo:hi] = quantise_plane(dwt.dwt2(x, lv), steps_q8[p][lo:hi], geo, p)
+        q[p][lo:hi] = quantise_plane(dwt.dwt2(x, lv), steps_q8[p][lo:hi], rho[p][lo:hi])
         return dwt.dwt2(_dequantise_plane(q[p][lo:hi], steps_q8[p][lo:hi]), lv, inverse=True)
 
     n_top = dwt.low_size(t, levels)
