@@ -14,10 +14,12 @@ prefix). Regenerate (only after a deliberate format change, with a note in the c
 The pixel decoder runs in float32 on the CPU: the pinned pixel MD5s hold on the x86-64 CPUs this was made
 and checked on; the token MD5s (integer, entropy decoded + predicted) hold on any machine.
 
-The latent stream `latent_v1.pgv` (the default model latent-v1, fidelity 60, effort fast: a 96x64 window of
-samples/sam2_dog.mp4, 2 GOPs) has its decoded-pixel MD5 per K pinned in `latent_v1.json`; its decoder is
-integer throughout, so they hold on any machine. Regenerate (only after a deliberate change of the latent
-format or decoder) with `.venv/bin/python tests/golden/make_latent_golden.py`.
+The latent streams (the default model latent-v1, fidelity 60, effort fast: a 96x64 window of
+samples/sam2_dog.mp4, 2 GOPs) have their decoded-pixel MD5 per K pinned in a JSON beside them, one stream per
+parameter-block version: `latent_v1.pgv` (version 1, never regenerated) and `latent_v1_params2.pgv`
+(version 2: motion coding of `pipeline.latent.mvcode`, per-GOP chroma upsampler). The decoder is integer
+throughout, so they hold on any machine. A new version gets a new stream from
+`.venv/bin/python tests/golden/make_latent_golden.py`; the older ones stay.
 """
 
 from __future__ import annotations
@@ -118,16 +120,18 @@ def test_golden_stream_decodes_to_pinned_pixels(name):
     assert pixels == PIXELS_MD5[name], "tokens are unchanged but the decoded pixels differ (pixel decoder)"
 
 
-def test_latent_golden_stream_decodes_to_pinned_pixels(capsys):
-    """The committed latent-v1 stream decodes, through the stream API and the model the header names, to the
-    pinned pixels at every K; `progvc info` shows its encoder settings."""
+@pytest.mark.parametrize("pins_name, version", [("latent_v1.json", 1), ("latent_v1_params2.json", 2)])
+def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, version):
+    """Each committed latent-v1 stream (one per parameter-block version) decodes, through the stream API and
+    the model the header names, to the pinned pixels at every K; `progvc info` shows its encoder settings."""
     import json
 
     from flows.cli import main
-    from pipeline.pgv import read_pgv
+    from pipeline.latent.codec import GopParams
+    from pipeline.pgv import parse_chunk, read_pgv
     from pipeline.stream import decode_video
 
-    pins = json.loads((GOLDEN / "latent_v1.json").read_text())
+    pins = json.loads((GOLDEN / pins_name).read_text())
     path = GOLDEN / pins["stream"]
     data = path.read_bytes()
     assert len(data) == pins["bytes"] <= 20_000 and hashlib.sha256(data).hexdigest() == pins["sha256"]
@@ -137,6 +141,7 @@ def test_latent_golden_stream_decodes_to_pinned_pixels(capsys):
     assert h.encoder == pins["encoder"] == {"fidelity": 60, "effort": "fast"}
     assert [[g.first_frame, g.frame_count] for g in h.gops] == pins["gops"]
     assert stream.layer_bytes == pins["layer_bytes"]
+    assert GopParams.parse(parse_chunk(stream.gop_chunks(0)[0])[0].payload)[0].version == version
     got = [_md5(decode_video(path, scales=k, predict="argmax", progress=False))
            for k in range(1, stream.n_layers + 1)]
     assert got == pins["pixels_md5"], "the latent decoder's output changed: a format break for archived streams"

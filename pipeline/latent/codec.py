@@ -23,15 +23,16 @@ import torch
 from pipeline.codec_api import DEFAULT_PREDICT, PREDICT_MODES, EncodedGop
 from pipeline.encoder_options import DEFAULT_EFFORT, DEFAULT_FIDELITY
 from pipeline.latent import gop as G
+from pipeline.latent import mvcode
 from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
+from pipeline.latent.colour import CHROMA_UP, planes_to_rgb
 from pipeline.latent.context import ARM, N_FEATURES, arm_rows, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
 from pipeline.latent.motion import (
     MAX_FRAMES,
     Field,
     block_grid,
-    field_symbols,
     from_residuals,
     mode_from_symbol,
     still_fields,
@@ -41,13 +42,15 @@ from pipeline.latent.tables import N_SPREAD, SYMBOL_RANGE, probs
 MODEL_ID = "latent-v1"
 FAMILY = "latent"
 LEVELS = 6  # spatial levels J: 7 layers, LL at 1/64
-PARAM_VERSION = 1
+PARAM_VERSION = 2  # 2 added the chroma upsampler; version 1 blocks (bilinear chroma) still parse
 MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
 MOTION_LAMBDA_PER_STEP = 4.0
 MOTION_LAYER = 1  # 0-based: the motion fields head layer 2's symbols; a 1-layer decode assumes no motion
 MOTION_SUBPEL = 2  # quarter-pel vectors (closed loop: ~1 % fewer bits than half-pel on foreman and mobile)
-# chroma step = 3/4 of the luma step (was 6/4: BD-rate in PSNR-RGB and MS-SSIM ~30 points better, PSNR-Y ~10 worse)
-CHROMA_STEP_Q2 = 3
+# chroma step = 2/4 of the luma step. 6/4 → 3/4 (bilinear chroma): BD-rate in PSNR-RGB and MS-SSIM ~30 points
+# better, PSNR-Y ~10 worse; 3/4 → 2/4 (with the nearest upsampler, fidelities 36-60, fast): foreman MS-SSIM
+# -10, PSNR-RGB -11, PSNR-Y +4 points; mobile MS-SSIM -19, PSNR-RGB -10, PSNR-Y +17
+CHROMA_STEP_Q2 = 2
 
 
 def _best_spread(y: torch.Tensor) -> int:
@@ -96,13 +99,18 @@ class GopParams:
     hidden: int
     block: int  # motion block side (luma pixels)
     subpel: int  # vector grid: 4 >> subpel quarter-pels
-    mv_spread: tuple[int, int]  # table spread of motion modes and of vector residuals
+    mv_spread: tuple[int, ...]  # table spreads of the motion classes (v1: modes, vectors; v2: modes, left, right)
     w1_bits: int  # ARM first-layer weights in 2^-w1_bits units
     w_bits: int  # other ARM weights in 2^-w_bits units
     arm: list[torch.Tensor]
+    chroma_up: int = 0  # index into colour.CHROMA_UP (version 1 blocks: 0, bilinear)
+    version: int = PARAM_VERSION  # 1: motion coded by `motion.field_symbols`, bilinear chroma; 2: `mvcode`
 
     def to_bytes(self) -> bytes:
-        """pack_ints(head fields, 6 ARM tensor spreads, blob length) + blob (the ARM tensors range-coded)."""
+        """pack_ints(version, head fields, 6 ARM tensor spreads, blob length, subpel, chroma_up, right-vector
+        spread) + blob (the ARM tensors range-coded). Writes the current version only."""
+        if self.version != PARAM_VERSION or len(self.mv_spread) != 3:
+            raise ValueError(f"only parameter block version {PARAM_VERSION} is written")
         spreads = [_best_spread(t.reshape(-1)) for t in self.arm]
         enc = SymbolEncoder()
         for t, sp in zip(self.arm, spreads):
@@ -110,28 +118,37 @@ class GopParams:
             enc.encode(y, np.zeros(len(y), dtype=np.int64), np.full(len(y), sp, dtype=np.int64))
         blob = enc.finish()
         head = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden, self.block,
-                *self.mv_spread, self.w1_bits, self.w_bits, *spreads, len(blob), self.subpel]
+                *self.mv_spread[:2], self.w1_bits, self.w_bits, *spreads, len(blob), self.subpel,
+                self.chroma_up, self.mv_spread[2]]
         return pack_ints(head) + blob
 
     @classmethod
     def parse(cls, data: bytes) -> tuple[GopParams, int]:
         vals, end = unpack_ints(data, 0)
-        if len(vals) != 18 or vals[0] != PARAM_VERSION:
+        version = vals[0] if vals else -1
+        n_vals = {1: 18, 2: 20}.get(version)
+        if n_vals is None or len(vals) != n_vals:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
+        chroma_up = vals[18] if version >= 2 else 0
+        mv_spread = (vals[6], vals[7], vals[19]) if version >= 2 else (vals[6], vals[7])
         hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
         if (not 1 <= hidden <= 64 or vals[1] < 1 or not 1 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
-                or not all(0 <= v < N_SPREAD for v in vals[6:8] + vals[10:16]) or not 8 <= w1_bits <= 14
-                or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2):
+                or not all(0 <= v < N_SPREAD for v in mv_spread + tuple(vals[10:16])) or not 8 <= w1_bits <= 14
+                or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2
+                or chroma_up not in (0, 1)):
             raise ValueError("parameter block fields out of range")
         shapes = [(hidden, N_FEATURES), (hidden,), (hidden, hidden), (hidden,), (2, hidden), (2,)]
         dec = SymbolDecoder(data[end : end + vals[16]])
         arm = []
         for shp, sp in zip(shapes, vals[10:16]):
             n = math.prod(shp)
-            y = dec.decode(np.zeros(n, dtype=np.int64), np.full(n, sp, dtype=np.int64))
+            try:
+                y = dec.decode(np.zeros(n, dtype=np.int64), np.full(n, sp, dtype=np.int64))
+            except Exception as exc:  # constriction raises on garbage payloads
+                raise ValueError(f"ARM parameters do not decode ({exc})") from exc
             arm.append(torch.from_numpy(y).reshape(shp))
-        return (cls(vals[1], vals[2], vals[3], hidden, block, vals[17], (vals[6], vals[7]), w1_bits, w_bits, arm),
-                end + vals[16])
+        return (cls(vals[1], vals[2], vals[3], hidden, block, vals[17], mv_spread, w1_bits, w_bits, arm,
+                    chroma_up, version), end + vals[16])
 
 
 def _crc(values: list[np.ndarray]) -> int:
@@ -182,6 +199,14 @@ class LatentCodec:
         """Vector-smoothness weight of the motion search (SAD code values per quarter-pel of deviation)."""
         return MOTION_LAMBDA_PER_STEP * step_q8 / (16 * 256)
 
+    @staticmethod
+    def chroma_upsampler(frames_THWC: np.ndarray, rec: list[torch.Tensor]) -> int:
+        """The `CHROMA_UP` code whose RGB reconstruction of the rebuilt planes `rec` is closest (squared
+        error) to the source frames (T, H, W, 3) uint8; ties go to bilinear."""
+        src = torch.from_numpy(frames_THWC).to(torch.int64)
+        sse = [int(((planes_to_rgb(*rec, c).to(torch.int64) - src) ** 2).sum()) for c in range(len(CHROMA_UP))]
+        return min(range(len(sse)), key=lambda c: (sse[c], c))
+
     def fit_arm(self, feats: torch.Tensor, target: torch.Tensor, hidden: int) -> ARM:
         """Fit the ARM (float twin) to the GOP's latents: minimise their code length (bits). On one torch
         thread: float reductions split over threads differ in their last bits, and the fitted weights are
@@ -220,7 +245,7 @@ class LatentCodec:
             arm = self.fit_arm(feats, target, hidden)
             for w1, wb in PRECISIONS:
                 cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.subpel,
-                                 base.mv_spread, w1, wb, arm.quantized(w1, wb))
+                                 base.mv_spread, w1, wb, arm.quantized(w1, wb), base.chroma_up)
                 mu, frac, spread = arm_rows(f64, cand.arm, w1, wb)
                 bits = table_bits((tgt - mu).numpy(), frac.numpy(), spread.numpy()) + 8 * len(cand.to_bytes())
                 if bits < best_bits:
@@ -246,10 +271,12 @@ class LatentCodec:
         step_q8 = step_for_quality(self.quality)
         steps_t = G.step_tensors(geo, step_q8, self.chroma_step_q2)
         block = self.motion_block(step_q8)
-        q, fields, _ = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), steps_t, MOTION_SUBPEL)
-        mv_syms = field_symbols(fields, 4 >> MOTION_SUBPEL)
+        q, fields, rec = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), steps_t,
+                                   MOTION_SUBPEL)
+        chroma_up = self.chroma_upsampler(x, rec)
+        mv_syms, _ = mvcode.field_symbols(fields, 4 >> MOTION_SUBPEL)
         mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
-                          for k in (0, 1))
+                          for k in (0, 1, 2))
         t_lv = torch.tensor(t_band_level(geo.frames))
         # every layer is fitted even when fewer are kept, so a `scales=K` stream holds exactly the first K
         # chunks of the full stream (same ARM, same predictions of the dropped layers)
@@ -263,7 +290,7 @@ class LatentCodec:
         all_f = torch.cat(feats).float()
         all_t = torch.cat(targets).float()
         base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, MOTION_SUBPEL,
-                         mv_spread, 0, 0, [])
+                         mv_spread, 0, 0, [], chroma_up)
         params = self._choose_arm(all_f, all_t, base)
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
@@ -299,6 +326,7 @@ class LatentCodec:
         self.last_fit_s = time.time() - t0
         self.last_breakdown = {"params_bytes": len(head), "motion_bits": motion_bits, "hidden": params.hidden,
                                "arm_bits": [params.w1_bits, params.w_bits], "motion_block": block,
+                               "chroma_up": CHROMA_UP[chroma_up],
                                "latent_bits": [b - (8 * len(head) if m == 0 else 0) - (motion_bits if m == MOTION_LAYER
                                                                                         else 0)
                                                for m, b in enumerate(bits)], "seconds": self.last_fit_s}
@@ -376,12 +404,13 @@ class LatentCodec:
                 raise StreamError(f"{where} scale {m + 1}: latent checksum mismatch (decoder diverged or stream "
                                   f"damaged); decode with --scales {m} or re-fetch the stream")
         steps_t = G.step_tensors(geo, params.step_q8, params.chroma_step_q2)
-        return G.synthesise(G.dequantise(q, steps_t), geo, fields, params.block).numpy()
+        return G.synthesise(G.dequantise(q, steps_t), geo, fields, params.block, params.chroma_up).numpy()
 
     @staticmethod
     def _decode_fields(dec: SymbolDecoder, params: GopParams, frames: int, height: int, width: int
                        ) -> list[list[Field]]:
-        """Motion fields from the head of layer 1's symbols, in `field_symbols` order."""
+        """Motion fields from the head of layer 2's symbols: `mvcode` order (version 2) or
+        `motion.field_symbols` order (version 1)."""
         nby, nbx = block_grid(height, width, params.block)
         unit = 4 >> params.subpel
 
@@ -394,6 +423,9 @@ class LatentCodec:
         for _ in range(t_levels(frames)):
             lev = []
             for _i in range(n // 2):
+                if params.version >= 2:
+                    lev.append(mvcode.decode_field(take, (nby, nbx), unit))
+                    continue
                 mode = mode_from_symbol(take(0, nby * nbx)).reshape(nby, nbx)
                 mv_l = from_residuals(take(1, nby * nbx * 2) * unit, (nby, nbx, 2))
                 mv_r = from_residuals(take(1, nby * nbx * 2) * unit, (nby, nbx, 2))

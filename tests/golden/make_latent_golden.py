@@ -1,4 +1,5 @@
-"""Write the latent golden stream `tests/golden/latent_v1.pgv` and its pinned MD5s `tests/golden/latent_v1.json`.
+"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params2.pgv`,
+and its pinned MD5s `tests/golden/latent_v1_params2.json`.
 
     .venv/bin/python tests/golden/make_latent_golden.py
 
@@ -7,7 +8,11 @@ motion), two GOPs (4 + 2 frames), the default model latent-v1 at fidelity 60, ef
 The JSON pins the MD5 of the decoded frames (T, H, W, 3) uint8 for K = 1..7 (`--predict argmax`: the
 context model predicts the missing layers; the default is `none`) and the stream's bytes;
 `tests/test_golden_stream.py` checks them. Re-run this only after a deliberate change of the latent format
-or decoder (say so in the commit): streams already archived must keep decoding to the same pixels.
+or decoder (say so in the commit, and bump `pipeline.latent.codec.PARAM_VERSION` and the file name below):
+streams already archived must keep decoding to the same pixels.
+
+`latent_v1.pgv` / `latent_v1.json` are the same content written by the parameter-block version 1 encoder
+(commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma); they are never regenerated.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GOLDEN = ROOT / "tests" / "golden"
-STREAM = GOLDEN / "latent_v1.pgv"
-PINS = GOLDEN / "latent_v1.json"
+STREAM = GOLDEN / "latent_v1_params2.pgv"
+PINS = GOLDEN / "latent_v1_params2.json"
 SOURCE = ROOT / "samples" / "sam2_dog.mp4"
 X0, Y0, W, H = 200, 96, 96, 64
 GOPS = ((0, 4), (4, 2))

@@ -1,0 +1,105 @@
+"""Parameter-block version 2 of the latent codec: motion coding (`pipeline.latent.mvcode`) and the per-GOP
+chroma upsampler (`colour.CHROMA_UP`). Version 1 streams keep decoding: `tests/golden/latent_v1.pgv` is
+pinned in test_golden_stream.py, and version 2 by `tests/golden/latent_v1_params2.pgv`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.latent import mvcode
+from pipeline.latent.codec import GopParams, LatentCodec
+from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints
+from pipeline.latent.colour import CHROMA_UP, planes_to_rgb, rgb_to_planes
+from pipeline.latent.motion import Field
+
+
+def _random_field(gen: torch.Generator, shape: tuple[int, int], unit: int, symmetric: bool) -> Field:
+    mode = torch.randint(0, 3, shape, generator=gen)
+    mv_l = torch.randint(-12, 13, (*shape, 2), generator=gen) * unit
+    noise = torch.randint(-1, 2, (*shape, 2), generator=gen) * unit
+    mv_r = -mv_l + noise if symmetric else torch.randint(-12, 13, (*shape, 2), generator=gen) * unit
+    return Field(mode, mv_l, mv_r)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1), (3, 7)])
+def test_motion_fields_round_trip_through_the_range_coder(shape, symmetric):
+    """Encoded, range-coded and decoded fields equal the encoder's rebuilt fields, and every vector a block
+    uses (left: modes 0/1, right: modes 0/2) equals the original; the symmetric predictor is chosen when the
+    right vectors mirror the left ones."""
+    gen = torch.Generator().manual_seed(sum(shape) + symmetric)
+    unit = 2
+    fields = [[_random_field(gen, shape, unit, symmetric) for _ in range(3)], [_random_field(gen, shape, unit,
+                                                                                            symmetric)]]
+    syms, rebuilt = mvcode.field_symbols(fields, unit)
+    enc = SymbolEncoder()
+    for _, v in syms:
+        y = v.numpy()
+        enc.encode(y, np.zeros(len(y), dtype=np.int64), np.full(len(y), 20, dtype=np.int64))
+    dec = SymbolDecoder(enc.finish())
+
+    def take(_cls: int, n: int) -> torch.Tensor:
+        return torch.from_numpy(dec.decode(np.zeros(n, dtype=np.int64), np.full(n, 20, dtype=np.int64)))
+
+    flags = [int(v[0]) for (c, v), k in zip(syms, range(len(syms))) if c == 0 and k % 4 == 1]
+    for lev, rlev in zip(fields, rebuilt):
+        for f, r in zip(lev, rlev):
+            got = mvcode.decode_field(take, shape, unit)
+            assert torch.equal(got.mode, r.mode) and torch.equal(got.mv_l, r.mv_l) and torch.equal(got.mv_r, r.mv_r)
+            assert torch.equal(r.mv_l[f.mode != 2], f.mv_l[f.mode != 2])
+            assert torch.equal(r.mv_r[f.mode != 1], f.mv_r[f.mode != 1])
+            assert torch.equal(r.mv_r[f.mode == 1], -r.mv_l[f.mode == 1])
+    if symmetric and shape[0] * shape[1] > 4:
+        assert all(flags), flags
+
+
+def test_unused_vectors_cost_no_symbols():
+    """A field whose blocks all predict from the left codes no right vectors, and one all-right no left."""
+    shape = (2, 3)
+    left_only = Field(torch.ones(shape, dtype=torch.int64), torch.full((*shape, 2), 4), torch.full((*shape, 2), 8))
+    syms, _ = mvcode.field_symbols([[left_only]], 1)
+    assert [len(v) for _, v in syms] == [6, 1, 12, 0]
+    right_only = Field(torch.full(shape, 2), torch.full((*shape, 2), 4), torch.full((*shape, 2), 8))
+    syms, _ = mvcode.field_symbols([[right_only]], 1)
+    assert [len(v) for _, v in syms] == [6, 1, 0, 12]
+
+
+def _chroma_420(gen: np.random.Generator, t: int, h: int, w: int) -> np.ndarray:
+    """RGB frames as a 4:2:0 decoder hands them over: luma per pixel, chroma constant over 2×2 blocks."""
+    y = gen.integers(40, 200, (t, h, w)).astype(np.float64)
+    c = gen.integers(-50, 50, (t, h // 2, w // 2, 2)).repeat(2, 1).repeat(2, 2).astype(np.float64)
+    cb, cr = c[..., 0], c[..., 1]
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def test_chroma_upsampler_choice_follows_the_source():
+    """4:2:0-decoded content (chroma constant per 2×2 block) picks nearest, and its colour round trip is
+    better than bilinear's; a smooth colour ramp picks bilinear."""
+    gen = np.random.default_rng(0)
+    blocky = _chroma_420(gen, 2, 16, 24)
+    planes = list(rgb_to_planes(torch.from_numpy(blocky)))
+    assert CHROMA_UP[LatentCodec.chroma_upsampler(blocky, planes)] == "nearest"
+    err = [np.abs(planes_to_rgb(*planes, c).numpy().astype(int) - blocky).mean() for c in (0, 1)]
+    assert err[1] < err[0] / 2, err
+    ramp = np.zeros((2, 16, 24, 3), dtype=np.uint8)
+    ramp[..., 0] = np.linspace(0, 255, 24, dtype=np.uint8)[None, None]
+    ramp[..., 2] = np.linspace(255, 0, 16, dtype=np.uint8)[None, :, None]
+    planes = list(rgb_to_planes(torch.from_numpy(ramp)))
+    assert CHROMA_UP[LatentCodec.chroma_upsampler(ramp, planes)] == "bilinear"
+
+
+def test_parameter_block_versions():
+    """Version 2 blocks round trip with the chroma upsampler and three motion spreads; only the current
+    version is written; an unknown version is refused."""
+    arm = [torch.zeros(s, dtype=torch.int64) for s in ((2, 27), (2,), (2, 2), (2,), (2, 2), (2,))]
+    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1)
+    data = p.to_bytes()
+    q, used = GopParams.parse(data)
+    assert (q.version, q.chroma_up, q.mv_spread, used) == (2, 1, (3, 4, 5), len(data))
+    with pytest.raises(ValueError, match="only parameter block version 2"):
+        GopParams(4096, 2, 0, 2, 32, 2, (3, 4), 9, 6, arm, version=1).to_bytes()
+    with pytest.raises(ValueError, match="version 7 unknown"):
+        GopParams.parse(pack_ints([7] + [1] * 19))
