@@ -31,8 +31,8 @@ def _groups(frac: np.ndarray, spread: np.ndarray) -> list[tuple[int, np.ndarray]
     row = (frac * tables.N_SPREAD + spread).astype(np.int16)  # < 2^9: numpy's stable sort is a radix sort
     order = np.argsort(row, kind="stable")
     rs = row[order]
-    cuts = np.flatnonzero(rs[1:] != rs[:-1]) + 1
-    return [(int(rs[g]), idx) for g, idx in zip([0, *cuts.tolist()], np.split(order, cuts)) if len(idx)]
+    cuts = [0, *(np.flatnonzero(rs[1:] != rs[:-1]) + 1).tolist(), len(rs)]
+    return [(int(rs[a]), order[a:b]) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 class SymbolEncoder:
