@@ -97,25 +97,27 @@ class BandContext:
         n, h, w = shape
         self.shape = shape
         nz = torch.zeros((n, h, w), dtype=torch.bool)  # some value column (0..8, 13..17) nonzero
-        self.win_pk: torch.Tensor | None = None  # (n·ph·pw, 10) parent windows (columns 0..8) and their sum (18)
+        self.win_kp: torch.Tensor | None = None  # (10, n·ph·pw) parent windows (columns 0..8) and their sum (18)
         if parent is not None and parent.numel():
             ph, pw = parent.shape[-2:]
             pad = F.pad(parent.clamp(-CTX_CLAMP, CTX_CLAMP), (1, 1, 1, 1))
-            win = torch.stack([pad[..., 1 + di : 1 + di + ph, 1 + dj : 1 + dj + pw]
-                               for di in (-1, 0, 1) for dj in (-1, 0, 1)], -1)
-            self.win_pk = torch.cat([win, win.abs().sum(-1, keepdim=True)], -1).reshape(-1, 10)
+            win = torch.empty((10, n, ph, pw), dtype=torch.int64)
+            for k, (di, dj) in enumerate((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)):
+                win[k] = pad[..., 1 + di : 1 + di + ph, 1 + dj : 1 + dj + pw]
+            torch.sum(win[:9].abs(), 0, out=win[9])
+            self.win_kp = win.reshape(10, -1)
             # band (i, j) → parent (i // 2, j // 2), the last parent row/column repeated past the parent's end
             pi = (torch.arange(h) // 2).clamp(max=ph - 1)
             pj = (torch.arange(w) // 2).clamp(max=pw - 1)
             self.win_at = (torch.arange(n).view(n, 1, 1) * (ph * pw) + pi.view(1, h, 1) * pw + pj).reshape(-1)
-            nz |= (self.win_pk[:, 9] != 0)[self.win_at].view(n, h, w)
+            nz |= (self.win_kp[9] != 0).index_select(0, self.win_at).view(n, h, w)
         self.vals: list[tuple[int, torch.Tensor]] = []  # (column, flat (n·h·w or h·w,) int64)
         for k, x in enumerate((*siblings, *cross, tparent)):
             if x is not None:
                 v = (_fit(x, h, w) if k < 4 else x).clamp(-CTX_CLAMP, CTX_CLAMP)
                 nz |= v != 0
                 self.vals.append((13 + k, v.reshape(-1)))
-        self.cols = (_WIN_COLS if self.win_pk is not None else []) + [c for c, _ in self.vals]
+        self.cols = (_WIN_COLS if self.win_kp is not None else []) + [c for c, _ in self.vals]
         self._win_arm: IntARM | None = None
         self._win_pre = torch.zeros(0)
         self.zero = ~nz.reshape(-1)
@@ -130,7 +132,7 @@ class BandContext:
     def _static(self, pos: torch.Tensor) -> torch.Tensor:
         """(len(pos), len(self.cols)) float64: the value columns `cols` at flat positions `pos`."""
         n, h, w = self.shape
-        x = [self.win_pk[self.win_at[pos]]] if self.win_pk is not None else []
+        x = [self.win_kp.index_select(1, self.win_at[pos]).T] if self.win_kp is not None else []
         for _, v in self.vals:
             x.append(v[pos if len(v) == n * h * w else pos % (h * w)][:, None])
         return torch.cat(x, 1).double() if x else torch.zeros((len(pos), 0), dtype=torch.float64)
@@ -176,7 +178,7 @@ class BandContext:
         if len(at):
             p = pos.index_select(0, at)
             a = c.index_select(0, p // (h * w))
-            if self.win_pk is not None:
+            if self.win_kp is not None:
                 a += self._win_sums(arm).index_select(0, self.win_at.index_select(0, p))
             for col, v in self.vals:
                 a.addr_(v.index_select(0, p if len(v) == n * h * w else p % (h * w)).double(), w1[:, col])
@@ -189,7 +191,7 @@ class BandContext:
     def _win_sums(self, arm: IntARM) -> torch.Tensor:
         """(n·ph·pw, hidden) float64: the parent windows' part of the first layer's sum (kept for `arm`)."""
         if self._win_arm is not arm:
-            self._win_arm, self._win_pre = arm, self.win_pk.double() @ arm.w1[:, _WIN_COLS].T
+            self._win_arm, self._win_pre = arm, self.win_kp.T.double() @ arm.w1[:, _WIN_COLS].T
         return self._win_pre
 
 
@@ -263,7 +265,7 @@ class IntARM:
         o = _floor_shift(h2 @ self.w3.T, self.w_bits).add_(self.b3).to(torch.int64)  # 2^-8 units
         mu_q = o[:, 0].clamp(-(1 << (15 + W_BITS)), 1 << (15 + W_BITS)) + (1 << (W_BITS - 4))  # round to 1/8
         mu_int = mu_q >> W_BITS
-        frac = (mu_q - (mu_int << W_BITS)) >> (W_BITS - 3)
+        frac = (mu_q & ((1 << W_BITS) - 1)) >> (W_BITS - 3)  # = (mu_q - (mu_int << W_BITS)) >> (W_BITS - 3)
         spread = ((o[:, 1] + (1 << (W_BITS - 1))) >> W_BITS).clamp(0, tables.N_SPREAD - 1)
         return mu_int, frac, spread
 
