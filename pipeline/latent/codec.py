@@ -27,7 +27,7 @@ from pipeline.latent import mvcode
 from pipeline.latent.bands import Geometry
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints, table_bits, unpack_ints
 from pipeline.latent.colour import CHROMA_UP, planes_to_rgb
-from pipeline.latent.context import ARM, N_FEATURES, arm_rows, laplace_bits
+from pipeline.latent.context import ARM, N_FEATURES, IntARM, arm_rows, laplace_bits
 from pipeline.latent.dwt import MAX_SPATIAL_LEVELS, t_band_level, t_levels
 from pipeline.latent.motion import (
     MAX_FRAMES,
@@ -302,10 +302,12 @@ class LatentCodec:
             encs[MOTION_LAYER].encode(y, z, sp)
             bits[MOTION_LAYER] += table_bits(y, z, sp)
         motion_bits = bits[MOTION_LAYER] if k_max > MOTION_LAYER else 0.0
-        for (m, _st), f, tg in zip(walk, feats, targets):
+        arm = IntARM.of(params.arm, params.w1_bits, params.w_bits)
+        cache = {}
+        for (m, st), tg in zip(walk, targets):
             if m >= k_max:
                 break
-            mu, frac, spread = arm_rows(f, params.arm, params.w1_bits, params.w_bits)
+            mu, frac, spread, _ = G.step_arm(geo, q, st, t_lv, arm, cache)
             y = (tg.to(torch.int64) - mu).numpy()
             fr, sp = frac.numpy(), spread.numpy()
             encs[m].encode(y, fr, sp)
@@ -378,10 +380,10 @@ class LatentCodec:
         syms: list[list[np.ndarray]] = [[] for _ in parsed]
         n_decode = self.n_layers if predict != "none" else len(parsed)
         cache: dict = {}
+        arm = IntARM.of(params.arm, params.w1_bits, params.w_bits)
         for m in range(n_decode):
             for st in G.steps(geo, m):
-                f, pos = G.step_features(geo, q, st, t_lv, cache)
-                mu, frac, spread = arm_rows(f, params.arm, params.w1_bits, params.w_bits)
+                mu, frac, spread, pos = G.step_arm(geo, q, st, t_lv, arm, cache)
                 if m < len(parsed):
                     try:
                         y = decs[m].decode(frac.numpy(), spread.numpy())

@@ -28,11 +28,11 @@ def _model(row: int):
 def _groups(frac: np.ndarray, spread: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """Positions grouped by table row, rows ascending, positions ascending within a row: the coding order
     of one batch (both sides know frac/spread of the whole batch before its symbols)."""
-    row = frac.astype(np.int64) * tables.N_SPREAD + spread
+    row = (frac * tables.N_SPREAD + spread).astype(np.int16)  # < 2^9: numpy's stable sort is a radix sort
     order = np.argsort(row, kind="stable")
     rs = row[order]
-    cuts = np.flatnonzero(np.diff(rs)) + 1
-    return [(int(rs[g[0]]), order[g]) for g in np.split(np.arange(len(rs)), cuts) if len(g)]
+    cuts = [0, *(np.flatnonzero(rs[1:] != rs[:-1]) + 1).tolist(), len(rs)]
+    return [(int(rs[a]), order[a:b]) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 class SymbolEncoder:

@@ -32,10 +32,15 @@ def up2(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     pass rounded."""
     for dim, n_out in ((1, size[0]), (2, size[1])):
         n = x.shape[dim]
-        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
-        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
-        even, odd = (3 * x + prev + 2) >> 2, (3 * x + nxt + 2) >> 2
-        x = torch.stack([even, odd], dim + 1).flatten(dim, dim + 1).narrow(dim, 0, n_out)
+        x3 = x * 3 + 2
+        out = x.new_empty((*x.shape[:dim], n, 2, *x.shape[dim + 1 :]))
+        even, odd = out.select(dim + 1, 0), out.select(dim + 1, 1)
+        # even[i] = (3 x[i] + x[i - 1] + 2) >> 2, odd[i] = (3 x[i] + x[i + 1] + 2) >> 2, x[-1] := x[0], x[n] := x[n - 1]
+        torch.add(x3.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), out=even.narrow(dim, 1, n - 1))
+        torch.add(x3.narrow(dim, 0, 1), x.narrow(dim, 0, 1), out=even.narrow(dim, 0, 1))
+        torch.add(x3.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1), out=odd.narrow(dim, 0, n - 1))
+        torch.add(x3.narrow(dim, n - 1, 1), x.narrow(dim, n - 1, 1), out=odd.narrow(dim, n - 1, 1))
+        x = out.bitwise_right_shift_(2).flatten(dim, dim + 1).narrow(dim, 0, n_out)
     return x
 
 
@@ -57,13 +62,11 @@ def rgb_to_planes(frames_THWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 def planes_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, chroma_up: int = 0) -> torch.Tensor:
     """Inverse of rgb_to_planes → uint8 (T, H, W, 3); chroma upsampled by `CHROMA_UP[chroma_up]`."""
-    _, h, w = y.shape
+    t, h, w = y.shape
     up = up2_nearest if chroma_up == 1 else up2
     cb, cr = up(cb, (h, w)), up(cr, (h, w))
-    yy = (y + (128 << FRAC)) << 16
-    half = 1 << (15 + FRAC)
-    r = yy + 91881 * cr
-    g = yy - 22554 * cb - 46802 * cr
-    b = yy + 116130 * cb
-    rgb = torch.stack([r, g, b], -1)
-    return ((rgb + half) >> (16 + FRAC)).clamp(0, 255).to(torch.uint8)
+    yy = ((y + (128 << FRAC)) << 16) + (1 << (15 + FRAC))  # with the rounding half
+    out = torch.empty((t, h, w, 3), dtype=torch.uint8)
+    for k, v in enumerate((yy + 91881 * cr, yy - 22554 * cb - 46802 * cr, yy + 116130 * cb)):  # R, G, B
+        out[..., k] = v.bitwise_right_shift_(16 + FRAC).clamp_(0, 255)
+    return out

@@ -21,45 +21,56 @@ NORM97_Q16 = ((74698, 58147), (87935, 64452), (102145, 76822), (117790, 89815), 
 MAX_SPATIAL_LEVELS = len(NORM97_Q16)
 
 
+def _pair_sum(v: torch.Tensor, dim: int, n_out: int, shift: int) -> torch.Tensor:
+    """out[i] = v[i - shift] + v[i + 1 - shift] along `dim` for i < n_out (shift 0 or 1), indices past either
+    end of v mirrored onto its first/last sample (symmetric extension); a new tensor."""
+    m = v.shape[dim]
+    shape = list(v.shape)
+    shape[dim] = n_out
+    out = v.new_empty(shape)
+    lo, hi = shift, min(n_out, m - 1 + shift)  # i whose both taps are inside v
+    torch.add(v.narrow(dim, 0, hi - lo), v.narrow(dim, 1, hi - lo), out=out.narrow(dim, lo, hi - lo))
+    if shift:  # i = 0: v[-1] := v[0]
+        torch.mul(v.narrow(dim, 0, 1), 2, out=out.narrow(dim, 0, 1))
+    if hi < n_out:  # i = m - 1 + shift: v[m] := v[m - 1]
+        torch.mul(v.narrow(dim, m - 1, 1), 2, out=out.narrow(dim, hi, n_out - hi))
+    return out
+
+
 def _lift_1d(x: torch.Tensor, dim: int, coefs: tuple[int, ...], inverse: bool) -> torch.Tensor:
     """One level along `dim` of length n: forward: interleaved samples → [low | high];
     inverse: [low | high] → interleaved."""
-    x = x.movedim(dim, -1)
-    n = x.shape[-1]
+    n = x.shape[dim]
     if n < 2:
-        return x.movedim(-1, dim)
+        return x
     n_lo = (n + 1) // 2
+    n_hi = n - n_lo
+    even = [slice(None)] * x.dim()
+    even[dim] = slice(0, None, 2)
+    odd = list(even)
+    odd[dim] = slice(1, None, 2)
     if inverse:
-        s, d = x[..., :n_lo].clone(), x[..., n_lo:].clone()
+        s, d = x.narrow(dim, 0, n_lo).clone(), x.narrow(dim, n_lo, n_hi).clone()
     else:
-        s, d = x[..., 0::2].clone(), x[..., 1::2].clone()
-    n_hi = d.shape[-1]
+        s, d = x[tuple(even)].clone(), x[tuple(odd)].clone()
     half = 1 << (Q - 1)
-    # d[i] sits between s[i] and s[i+1] (mirror: s[n_lo] := s[n_lo - 1] when n is even... see below)
+    # d[i] sits between s[i] and s[i+1] (mirror: s[n_lo] := s[n_lo - 1] when n is even)
     # s[i] sits between d[i-1] and d[i] (mirror: d[-1] := d[0]; d[n_hi] := d[n_hi - 1])
-    idx_s_right = torch.arange(n_hi) + 1
-    idx_s_right[idx_s_right >= n_lo] = n_lo - 1
-    idx_d_left = torch.arange(n_lo) - 1
-    idx_d_left[0] = 0
-    idx_d_right = torch.arange(n_lo)
-    idx_d_right[idx_d_right >= n_hi] = n_hi - 1
     steps = list(enumerate(coefs))
     if inverse:
         steps.reverse()
+    sign = -1 if inverse else 1
     for i, c in steps:
         if i % 2 == 0:  # predict: update d from s
-            upd = (c * (s[..., :n_hi] + s[..., idx_s_right]) + half) >> Q
-            d = d - upd if inverse else d + upd
+            d.add_(_pair_sum(s, dim, n_hi, 0).mul_(c).add_(half).bitwise_right_shift_(Q), alpha=sign)
         else:  # update: s from d
-            upd = (c * (d[..., idx_d_left] + d[..., idx_d_right]) + half) >> Q
-            s = s - upd if inverse else s + upd
+            s.add_(_pair_sum(d, dim, n_lo, 1).mul_(c).add_(half).bitwise_right_shift_(Q), alpha=sign)
     if inverse:
         out = torch.empty_like(x)
-        out[..., 0::2] = s
-        out[..., 1::2] = d
-    else:
-        out = torch.cat([s, d], -1)
-    return out.movedim(-1, dim)
+        out[tuple(even)] = s
+        out[tuple(odd)] = d
+        return out
+    return torch.cat([s, d], dim)
 
 
 def low_size(n: int, levels: int) -> int:

@@ -2,11 +2,13 @@
 
 The walk (`steps`) is the single order both sides follow: for every layer, plane and band, the low
 temporal frame then the high ones, each in two checkerboard passes. Encoder and decoder call
-`step_features` on the same values, so they compute the same integer ARM outputs.
+`step_arm` on the same values, so they compute the same integer ARM outputs (the encoder fits the ARM to
+`step_features`' rows, whose `arm_int` they equal).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,7 +17,7 @@ import torch
 from pipeline.latent import dwt
 from pipeline.latent.bands import Band, Geometry
 from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
-from pipeline.latent.context import BandContext, BandInfo, second_pass
+from pipeline.latent.context import BandContext, BandInfo, IntARM, second_pass
 from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate_level, inverse_mctf, predict
 
 RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
@@ -44,9 +46,9 @@ def band_view(q: list[torch.Tensor], b: Band) -> torch.Tensor:
     return q[b.plane][:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]]
 
 
-def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor,
-                  cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (n, N_FEATURES) float64, flat positions (n,) in the band's (frames, h, w) group) of a step.
+def step_context(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor, cache: dict | None = None
+                 ) -> tuple[BandContext, torch.Tensor, torch.Tensor]:
+    """(context, the band group's current values (n, h, w), flat positions (len,) of the step's pass).
     `cache` (one dict per walk) keeps a band group's `BandContext` from its first pass for its second."""
     b, fr = st.band, st.frames
     cur = band_view(q, b)[fr]
@@ -68,11 +70,31 @@ def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torc
                           (sib[0], sib[1]), (cross[0], cross[1]), tpar, t_levels[fr])
         if cache is not None and not st.second:
             cache[key] = ctx
-    mask = second_pass(*b.shape).expand(cur.shape)
-    if not st.second:
-        mask = ~mask
-    pos = torch.nonzero(mask.reshape(-1)).squeeze(1)
-    return ctx.rows(cur, pos), pos
+    return ctx, cur, pass_positions(*cur.shape, st.second)
+
+
+@functools.lru_cache(maxsize=256)
+def pass_positions(n: int, h: int, w: int, second: bool) -> torch.Tensor:
+    """Flat positions (ascending) of a checkerboard pass in (n, h, w) (shared: never written to)."""
+    mask = second_pass(h, w).expand(n, h, w)
+    return torch.nonzero((mask if second else ~mask).reshape(-1)).squeeze(1)
+
+
+def step_features(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor,
+                  cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (n, N_FEATURES) float32, flat positions (n,) in the band's (frames, h, w) group) of a step
+    (the encoder's fitting set)."""
+    ctx, cur, pos = step_context(geo, q, st, t_levels, cache)
+    return ctx.rows(cur, pos, st.second), pos
+
+
+def step_arm(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Tensor, arm: IntARM,
+             cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mu_int, frac, spread, flat positions), each (n,) int64, of a step: the integer ARM on its features
+    (`arm_int` of `step_features`' rows), what the encoder codes with and the decoder decodes with."""
+    ctx, cur, pos = step_context(geo, q, st, t_levels, cache)
+    mu, frac, spread = ctx.arm(cur, pos, st.second, arm)
+    return mu, frac, spread, pos
 
 
 def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list[int]]:

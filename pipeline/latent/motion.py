@@ -52,11 +52,13 @@ def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.
     y0, y1 = iy.clamp(0, h - 1) * w, (iy + 1).clamp(0, h - 1) * w  # flat row offsets
     x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
     flat = ref.reshape(-1)
-    a, b = flat[y0 + x0], flat[y0 + x1]
-    c, d = flat[y1 + x0], flat[y1 + x1]
-    gx = one - fx
-    acc = (one - fy) * (gx * a + fx * b) + fy * (gx * c + fx * d)
-    return (acc + (1 << (2 * frac_bits - 1))) >> (2 * frac_bits)
+    a, b, c, d = (flat.index_select(0, (y + x).reshape(-1)).view(h, w)
+                  for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
+    # (1 - fy)((1 - fx) a + fx b) + fy((1 - fx) c + fx d), rearranged (the same integers, fewer products)
+    top = b.sub_(a).mul_(fx).add_(a << frac_bits)
+    bot = d.sub_(c).mul_(fx).add_(c << frac_bits)
+    acc = bot.sub_(top).mul_(fy).add_(top << frac_bits)
+    return acc.add_(1 << (2 * frac_bits - 1)).bitwise_right_shift_(2 * frac_bits)
 
 
 def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool) -> torch.Tensor:
@@ -204,39 +206,32 @@ def estimate_level(odd: torch.Tensor, even: torch.Tensor, level: int, block: int
 # ---- coding: causal median prediction (left, up, up-right), residuals range-coded -------------------------
 
 
-def causal_pred(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
-    """Median of the left, upper and upper-right values (those that exist; zeros when none)."""
-    nb = []
-    if j:
-        nb.append(x[i, j - 1])
-    if i:
-        nb.append(x[i - 1, j])
-        nb.append(x[i - 1, min(j + 1, x.shape[1] - 1)])
-    if not nb:
-        return torch.zeros_like(x[0, 0])
-    if len(nb) == 1:
-        return nb[0]
-    if len(nb) == 2:
-        return nb[0]
-    return torch.stack(nb).median(0).values
+def causal_pred(x: list[list[list[int]]], i: int, j: int) -> list[int]:
+    """Component-wise median of the left, upper and upper-right vectors of x (nested lists (nby, nbx, c)):
+    the left one alone in the first row, the upper one in the first column, zeros at (0, 0)."""
+    if not i:
+        return list(x[i][j - 1]) if j else [0] * len(x[0][0])
+    if not j:
+        return list(x[i - 1][j])
+    return [sorted(t)[1] for t in zip(x[i][j - 1], x[i - 1][j], x[i - 1][min(j + 1, len(x[0]) - 1)])]
 
 
 def residuals(x: torch.Tensor) -> torch.Tensor:
-    """(nby, nbx, c) → residuals against `causal_pred`, raster order, flattened."""
-    out = torch.empty_like(x)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i, j] = x[i, j] - causal_pred(x, i, j)
-    return out.reshape(-1)
+    """(nby, nbx, c) int64 → residuals against `causal_pred`, raster order, flattened."""
+    xl = x.tolist()
+    out = [[[a - p for a, p in zip(xl[i][j], causal_pred(xl, i, j))] for j in range(x.shape[1])]
+           for i in range(x.shape[0])]
+    return torch.tensor(out, dtype=x.dtype).reshape(-1)
 
 
-def from_residuals(r: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    r = r.reshape(shape)
-    x = torch.zeros_like(r)
+def from_residuals(r: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Inverse of `residuals`: (nby·nbx·c,) → (nby, nbx, c)."""
+    rl = r.reshape(shape).tolist()
+    x = [[[0] * shape[2] for _ in range(shape[1])] for _ in range(shape[0])]
     for i in range(shape[0]):
         for j in range(shape[1]):
-            x[i, j] = r[i, j] + causal_pred(x, i, j)
-    return x
+            x[i][j] = [a + p for a, p in zip(rl[i][j], causal_pred(x, i, j))]
+    return torch.tensor(x, dtype=r.dtype)
 
 
 MODE_SYMBOL = (0, 1, -1)  # mode 0 (both), 1 (left), 2 (right) as symbols near 0
