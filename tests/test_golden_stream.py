@@ -16,8 +16,9 @@ and checked on; the token MD5s (integer, entropy decoded + predicted) hold on an
 
 The latent streams (the default model latent-v1, fidelity 60, effort fast: a 96x64 window of
 samples/sam2_dog.mp4, 2 GOPs) have their decoded-pixel MD5 per K pinned in a JSON beside them, one stream per
-parameter-block version: `latent_v1.pgv` (version 1, never regenerated) and `latent_v1_params2.pgv`
-(version 2: motion coding of `pipeline.latent.mvcode`, per-GOP chroma upsampler). The decoder is integer
+parameter-block version: `latent_v1.pgv` (version 1), `latent_v1_params2.pgv` (version 2: motion coding
+of `pipeline.latent.mvcode`, per-GOP chroma upsampler) and `latent_v1_params3.pgv` (version 3: overlapped-
+block motion compensation); older ones are never regenerated. The decoder is integer
 throughout, so they hold on any machine. A new version gets a new stream from
 `.venv/bin/python tests/golden/make_latent_golden.py`; the older ones stay.
 """
@@ -120,7 +121,8 @@ def test_golden_stream_decodes_to_pinned_pixels(name):
     assert pixels == PIXELS_MD5[name], "tokens are unchanged but the decoded pixels differ (pixel decoder)"
 
 
-@pytest.mark.parametrize("pins_name, version", [("latent_v1.json", 1), ("latent_v1_params2.json", 2)])
+@pytest.mark.parametrize("pins_name, version", [("latent_v1.json", 1), ("latent_v1_params2.json", 2),
+                                                ("latent_v1_params3.json", 3)])
 def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, version):
     """Each committed latent-v1 stream (one per parameter-block version) decodes, through the stream API and
     the model the header names, to the pinned pixels at every K; `progvc info` shows its encoder settings."""

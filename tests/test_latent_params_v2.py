@@ -1,6 +1,6 @@
-"""Parameter-block version 2 of the latent codec: motion coding (`pipeline.latent.mvcode`) and the per-GOP
-chroma upsampler (`colour.CHROMA_UP`). Version 1 streams keep decoding: `tests/golden/latent_v1.pgv` is
-pinned in test_golden_stream.py, and version 2 by `tests/golden/latent_v1_params2.pgv`."""
+"""Parameter-block versions 2 and 3 of the latent codec: motion coding (`pipeline.latent.mvcode`), the
+per-GOP chroma upsampler (`colour.CHROMA_UP`), overlapped-block motion compensation. Older streams keep
+decoding: one golden stream per version is pinned in test_golden_stream.py (`tests/golden/latent_v1*.pgv`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from pipeline.latent import mvcode
-from pipeline.latent.codec import GopParams, LatentCodec
+from pipeline.latent.codec import PARAM_VERSION, GopParams, LatentCodec
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints
 from pipeline.latent.colour import CHROMA_UP, planes_to_rgb, rgb_to_planes
-from pipeline.latent.motion import Field
+from pipeline.latent.motion import Field, predict
 
 
 def _random_field(gen: torch.Generator, shape: tuple[int, int], unit: int, symmetric: bool) -> Field:
@@ -92,14 +92,32 @@ def test_chroma_upsampler_choice_follows_the_source():
 
 
 def test_parameter_block_versions():
-    """Version 2 blocks round trip with the chroma upsampler and three motion spreads; only the current
-    version is written; an unknown version is refused."""
+    """The current block round trips with the chroma upsampler, three motion spreads and the OBMC flag;
+    only the current version is written; an unknown version is refused."""
     arm = [torch.zeros(s, dtype=torch.int64) for s in ((2, 27), (2,), (2, 2), (2,), (2, 2), (2,))]
-    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1)
+    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1, obmc=1)
     data = p.to_bytes()
     q, used = GopParams.parse(data)
-    assert (q.version, q.chroma_up, q.mv_spread, used) == (2, 1, (3, 4, 5), len(data))
-    with pytest.raises(ValueError, match="only parameter block version 2"):
+    assert (q.version, q.chroma_up, q.mv_spread, q.obmc, used) == (PARAM_VERSION, 1, (3, 4, 5), 1, len(data))
+    with pytest.raises(ValueError, match=f"only parameter block version {PARAM_VERSION}"):
         GopParams(4096, 2, 0, 2, 32, 2, (3, 4), 9, 6, arm, version=1).to_bytes()
     with pytest.raises(ValueError, match="version 7 unknown"):
         GopParams.parse(pack_ints([7] + [1] * 19))
+
+
+@pytest.mark.parametrize("chroma", [False, True])
+def test_overlapped_blocks_blend_only_where_motion_differs(chroma):
+    """OBMC equals plain block prediction when every block moves alike, stays within the references'
+    range (it only interpolates and averages), and differs from plain prediction where blocks move
+    differently."""
+    gen = torch.Generator().manual_seed(3)
+    shape, block = (3, 4), 16  # luma 40×56 (partial blocks at the edges), chroma 20×28
+    ref_l, ref_r = (torch.randint(-2000, 2000, (20, 28) if chroma else (40, 56), generator=gen) for _ in range(2))
+    same = Field(torch.zeros(shape, dtype=torch.int64), torch.full((*shape, 2), 5), torch.full((*shape, 2), -3))
+    assert torch.equal(predict(ref_l, ref_r, same, block, chroma, True), predict(ref_l, ref_r, same, block, chroma))
+    mixed = Field(torch.randint(0, 3, shape, generator=gen), torch.randint(-40, 40, (*shape, 2), generator=gen),
+                  torch.randint(-40, 40, (*shape, 2), generator=gen))
+    blended = predict(ref_l, ref_r, mixed, block, chroma, True)
+    assert not torch.equal(predict(ref_l, ref_r, mixed, block, chroma), blended)
+    lo, hi = min(int(ref_l.min()), int(ref_r.min())), max(int(ref_l.max()), int(ref_r.max()))
+    assert lo <= int(blended.min()) and int(blended.max()) <= hi

@@ -42,15 +42,25 @@ from pipeline.latent.tables import N_SPREAD, SYMBOL_RANGE, probs
 MODEL_ID = "latent-v1"
 FAMILY = "latent"
 LEVELS = 6  # spatial levels J: 7 layers, LL at 1/64
-PARAM_VERSION = 2  # 2 added the chroma upsampler; version 1 blocks (bilinear chroma) still parse
-MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks
-MOTION_LAMBDA_PER_STEP = 4.0
+PARAM_VERSION = 3  # 2: chroma upsampler, `mvcode` motion coding; 3: overlapped-block motion. Older blocks parse
+PARAM_FIELDS = {1: 18, 2: 20, 3: 21}  # values in the block's integer head, per version
+MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks; coarser: 32 or 16
+# with OBMC, foreman BD PSNR-Y / MS-SSIM (fast, fidelities 36-60): 68.5 / 103.6 at 4, 65.8 / 97.2 at 2, 72.6 / 113.3
+# at 8, 67.4 / 98.9 at 1
+MOTION_LAMBDA_PER_STEP = 2.0
 MOTION_LAYER = 1  # 0-based: the motion fields head layer 2's symbols; a 1-layer decode assumes no motion
 MOTION_SUBPEL = 2  # quarter-pel vectors (closed loop: ~1 % fewer bits than half-pel on foreman and mobile)
 # chroma step = 2/4 of the luma step. 6/4 → 3/4 (bilinear chroma): BD-rate in PSNR-RGB and MS-SSIM ~30 points
 # better, PSNR-Y ~10 worse; 3/4 → 2/4 (with the nearest upsampler, fidelities 36-60, fast): foreman MS-SSIM
 # -10, PSNR-RGB -11, PSNR-Y +4 points; mobile MS-SSIM -19, PSNR-RGB -10, PSNR-Y +17
 CHROMA_STEP_Q2 = 2
+MOTION_OBMC = True  # overlapped-block motion compensation (parameter-block version 3)
+
+
+def _bits_at(y: torch.Tensor, spread: int) -> float:
+    """Bits of symbols `y` under the table of `spread` (frac 0)."""
+    yy = y.numpy()
+    return table_bits(yy, np.zeros(len(yy), dtype=np.int64), np.full(len(yy), spread)) if len(yy) else 0.0
 
 
 def _best_spread(y: torch.Tensor) -> int:
@@ -104,11 +114,12 @@ class GopParams:
     w_bits: int  # other ARM weights in 2^-w_bits units
     arm: list[torch.Tensor]
     chroma_up: int = 0  # index into colour.CHROMA_UP (version 1 blocks: 0, bilinear)
+    obmc: int = 0  # 1: overlapped-block motion compensation (version 3 blocks; older: 0)
     version: int = PARAM_VERSION  # 1: motion coded by `motion.field_symbols`, bilinear chroma; 2: `mvcode`
 
     def to_bytes(self) -> bytes:
         """pack_ints(version, head fields, 6 ARM tensor spreads, blob length, subpel, chroma_up, right-vector
-        spread) + blob (the ARM tensors range-coded). Writes the current version only."""
+        spread, obmc) + blob (the ARM tensors range-coded). Writes the current version only."""
         if self.version != PARAM_VERSION or len(self.mv_spread) != 3:
             raise ValueError(f"only parameter block version {PARAM_VERSION} is written")
         spreads = [_best_spread(t.reshape(-1)) for t in self.arm]
@@ -119,23 +130,24 @@ class GopParams:
         blob = enc.finish()
         head = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden, self.block,
                 *self.mv_spread[:2], self.w1_bits, self.w_bits, *spreads, len(blob), self.subpel,
-                self.chroma_up, self.mv_spread[2]]
+                self.chroma_up, self.mv_spread[2], self.obmc]
         return pack_ints(head) + blob
 
     @classmethod
     def parse(cls, data: bytes) -> tuple[GopParams, int]:
         vals, end = unpack_ints(data, 0)
         version = vals[0] if vals else -1
-        n_vals = {1: 18, 2: 20}.get(version)
+        n_vals = PARAM_FIELDS.get(version)
         if n_vals is None or len(vals) != n_vals:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
         chroma_up = vals[18] if version >= 2 else 0
         mv_spread = (vals[6], vals[7], vals[19]) if version >= 2 else (vals[6], vals[7])
+        obmc = vals[20] if version >= 3 else 0
         hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
         if (not 1 <= hidden <= 64 or vals[1] < 1 or not 1 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
                 or not all(0 <= v < N_SPREAD for v in mv_spread + tuple(vals[10:16])) or not 8 <= w1_bits <= 14
                 or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2
-                or chroma_up not in (0, 1)):
+                or chroma_up not in (0, 1) or obmc not in (0, 1)):
             raise ValueError("parameter block fields out of range")
         shapes = [(hidden, N_FEATURES), (hidden,), (hidden, hidden), (hidden,), (2, hidden), (2,)]
         dec = SymbolDecoder(data[end : end + vals[16]])
@@ -148,7 +160,7 @@ class GopParams:
                 raise ValueError(f"ARM parameters do not decode ({exc})") from exc
             arm.append(torch.from_numpy(y).reshape(shp))
         return (cls(vals[1], vals[2], vals[3], hidden, block, vals[17], mv_spread, w1_bits, w_bits, arm,
-                    chroma_up, version), end + vals[16])
+                    chroma_up, obmc, version), end + vals[16])
 
 
 def _crc(values: list[np.ndarray]) -> int:
@@ -191,9 +203,13 @@ class LatentCodec:
 
     # ---- encoder ---------------------------------------------------------------------------------------
 
-    def motion_block(self, step_q8: int) -> int:
-        """Motion block side: 16 at fine steps, 32 at coarse ones (vectors cost more than they save there)."""
-        return 16 if step_q8 <= MOTION_BLOCK16_MAX_STEP_Q8 else 32
+    def motion_blocks(self, step_q8: int, frames: int) -> tuple[int, ...]:
+        """Motion block sides the encoder tries (it keeps the one with the fewest estimated bits): 16 at fine
+        steps, 32 and 16 at coarser ones (foreman wants 32 up to fidelity 60, mobile 16 from fidelity ~44),
+        32 alone for one frame (no motion)."""
+        if frames < 2:
+            return (32,)
+        return (16,) if step_q8 <= MOTION_BLOCK16_MAX_STEP_Q8 else (32, 16)
 
     def motion_lambda(self, step_q8: int) -> float:
         """Vector-smoothness weight of the motion search (SAD code values per quarter-pel of deviation)."""
@@ -245,7 +261,7 @@ class LatentCodec:
             arm = self.fit_arm(feats, target, hidden)
             for w1, wb in PRECISIONS:
                 cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.subpel,
-                                 base.mv_spread, w1, wb, arm.quantized(w1, wb), base.chroma_up)
+                                 base.mv_spread, w1, wb, arm.quantized(w1, wb), base.chroma_up, base.obmc)
                 mu, frac, spread = arm_rows(f64, cand.arm, w1, wb)
                 bits = table_bits((tgt - mu).numpy(), frac.numpy(), spread.numpy()) + 8 * len(cand.to_bytes())
                 if bits < best_bits:
@@ -270,13 +286,18 @@ class LatentCodec:
         geo = Geometry(x.shape[0], x.shape[1], x.shape[2], self.levels)
         step_q8 = step_for_quality(self.quality)
         steps_t = G.step_tensors(geo, step_q8, self.chroma_step_q2)
-        block = self.motion_block(step_q8)
-        q, fields, rec = G.analyse(torch.from_numpy(x), geo, block, self.motion_lambda(step_q8), steps_t,
-                                   MOTION_SUBPEL)
+        best = None
+        for blk in self.motion_blocks(step_q8, geo.frames):
+            q, fields, rec = G.analyse(torch.from_numpy(x), geo, blk, self.motion_lambda(step_q8), steps_t,
+                                       MOTION_SUBPEL, MOTION_OBMC)
+            mv_syms, _ = mvcode.field_symbols(fields, 4 >> MOTION_SUBPEL)
+            mv_cls = [torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]) for k in (0, 1, 2)]
+            mv_spread = tuple(_best_spread(v) for v in mv_cls)
+            est = G.entropy_bits(q, geo) + sum(_bits_at(v, sp) for v, sp in zip(mv_cls, mv_spread))
+            if best is None or est < best[0]:
+                best = (est, blk, q, fields, rec, mv_syms, mv_spread)
+        _, block, q, fields, rec, mv_syms, mv_spread = best
         chroma_up = self.chroma_upsampler(x, rec)
-        mv_syms, _ = mvcode.field_symbols(fields, 4 >> MOTION_SUBPEL)
-        mv_spread = tuple(_best_spread(torch.cat([v for c, v in mv_syms if c == k] or [torch.zeros(0).long()]))
-                          for k in (0, 1, 2))
         t_lv = torch.tensor(t_band_level(geo.frames))
         # every layer is fitted even when fewer are kept, so a `scales=K` stream holds exactly the first K
         # chunks of the full stream (same ARM, same predictions of the dropped layers)
@@ -290,7 +311,7 @@ class LatentCodec:
         all_f = torch.cat(feats).float()
         all_t = torch.cat(targets).float()
         base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, MOTION_SUBPEL,
-                         mv_spread, 0, 0, [], chroma_up)
+                         mv_spread, 0, 0, [], chroma_up, int(MOTION_OBMC))
         params = self._choose_arm(all_f, all_t, base)
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
@@ -406,7 +427,8 @@ class LatentCodec:
                 raise StreamError(f"{where} scale {m + 1}: latent checksum mismatch (decoder diverged or stream "
                                   f"damaged); decode with --scales {m} or re-fetch the stream")
         steps_t = G.step_tensors(geo, params.step_q8, params.chroma_step_q2)
-        return G.synthesise(G.dequantise(q, steps_t), geo, fields, params.block, params.chroma_up).numpy()
+        return G.synthesise(G.dequantise(q, steps_t), geo, fields, params.block, params.chroma_up,
+                            bool(params.obmc)).numpy()
 
     @staticmethod
     def _decode_fields(dec: SymbolDecoder, params: GopParams, frames: int, height: int, width: int

@@ -150,7 +150,7 @@ def _dequantise_plane(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float, steps_q8: list[torch.Tensor],
-            subpel: int = 1) -> tuple[list[torch.Tensor], list[list[Field]], list[torch.Tensor]]:
+            subpel: int = 1, obmc: bool = False) -> tuple[list[torch.Tensor], list[list[Field]], list[torch.Tensor]]:
     """RGB frames → (per plane (T, h, w) int64 quantised coefficients, the motion fields, the planes as
     the decoder will rebuild them (T, h, w) int64), closed loop.
 
@@ -181,7 +181,7 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
         # motion is searched on the source frames: measured better than on the rebuilt ones
         fields[j] = estimate_level(src[0], planes[0][:: 2 << j][:n_lo], j, block, motion_lam, subpel)
         for p, s in enumerate(rec):
-            pred = torch.stack([predict(s[i], s[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0)
+            pred = torch.stack([predict(s[i], s[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0, obmc)
                                 for i in range(n - n_lo)])
             odd = code(src[p] - pred, p, n_lo, n) + pred
             full = torch.empty((n, *s.shape[1:]), dtype=s.dtype)
@@ -190,13 +190,28 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
     return q, fields, rec
 
 
+def entropy_bits(q: list[torch.Tensor], geo: Geometry) -> float:
+    """Zeroth-order entropy (bits) of the quantised latents, per band and temporal group (low frame, high
+    frames): the encoder's cheap estimate of their cost when it compares analyses (measured close to what
+    the fitted ARM spends at effort fast)."""
+    total = 0.0
+    for b in geo.bands:
+        v = band_view(q, b)
+        for g in (v[:1], v[1:]):
+            if g.numel():
+                _, n = torch.unique(g, return_counts=True)
+                p = n.double() / g.numel()
+                total -= float((n * torch.log2(p)).sum())
+    return total
+
+
 def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torch.Tensor]:
     return [_dequantise_plane(x, s) for x, s in zip(q, steps_q8)]
 
 
 def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int,
-               chroma_up: int = 0) -> torch.Tensor:
+               chroma_up: int = 0, obmc: bool = False) -> torch.Tensor:
     """Per plane coefficients → uint8 RGB frames (T, H, W, 3), chroma upsampled by `CHROMA_UP[chroma_up]`.
     Integer only."""
     spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(coef)]
-    return planes_to_rgb(*inverse_mctf(spatial, fields, block), chroma_up)
+    return planes_to_rgb(*inverse_mctf(spatial, fields, block, obmc), chroma_up)

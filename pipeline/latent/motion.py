@@ -61,21 +61,50 @@ def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.
     return acc.add_(1 << (2 * frac_bits - 1)).bitwise_right_shift_(2 * frac_bits)
 
 
-def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool) -> torch.Tensor:
-    """Prediction (h, w) of an odd frame from its neighbours (chroma: vectors halved, blocks B/2)."""
-    h, w = left.shape
-    b = block // 2 if chroma else block
-    fb = 3 if chroma else 2  # quarter-pel luma = eighth-pel chroma
-    pl = compensate(left, _pixel_mv(fld.mv_l, b, h, w), fb)
+def _predict_px(left: torch.Tensor, right: torch.Tensor | None, fld: Field, iy: torch.Tensor, ix: torch.Tensor,
+                fb: int) -> torch.Tensor:
+    """Prediction (h, w) where pixel (i, j) uses the mode and vectors of block (iy[i], ix[j])."""
+    pl = compensate(left, fld.mv_l[iy[:, None], ix[None, :]], fb)
     if right is None:
         return pl
-    pr = compensate(right, _pixel_mv(fld.mv_r, b, h, w), fb)
-    mode = fld.mode.repeat_interleave(b, 0).repeat_interleave(b, 1)[:h, :w]
+    pr = compensate(right, fld.mv_r[iy[:, None], ix[None, :]], fb)
+    mode = fld.mode[iy[:, None], ix[None, :]]
     bi = (pl + pr + 1) >> 1
     return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
 
 
-def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int) -> list[torch.Tensor]:
+def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For pixels 0..n-1 of an axis cut in blocks of b: the two nearest block centres (indices clamped to
+    0..nb-1) and the weight of the second in 1/(2b) (triangular windows of width 2b)."""
+    v = 2 * torch.arange(n) + 1 - b  # 2b × (position relative to block 0's centre)
+    i0 = torch.div(v, 2 * b, rounding_mode="floor")
+    return i0.clamp(0, nb - 1), (i0 + 1).clamp(0, nb - 1), v - 2 * b * i0
+
+
+def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool,
+            obmc: bool = False) -> torch.Tensor:
+    """Prediction (h, w) of an odd frame from its neighbours (chroma: vectors halved, blocks B/2). With
+    `obmc` every pixel blends the predictions of the four nearest blocks' motion (bilinear weights over
+    the block centres, in 1/(4B²)), so block edges do not show in the prediction."""
+    h, w = left.shape
+    b = block // 2 if chroma else block
+    fb = 3 if chroma else 2  # quarter-pel luma = eighth-pel chroma
+    nby, nbx = fld.mode.shape
+    if not obmc:
+        return _predict_px(left, right, fld, torch.arange(h) // b, torch.arange(w) // b, fb)
+    y0, y1, wy = _overlap_axis(h, b, nby)
+    x0, x1, wx = _overlap_axis(w, b, nbx)
+    wy, wx = wy[:, None], wx[None, :]
+    acc = (2 * b - wy) * ((2 * b - wx) * _predict_px(left, right, fld, y0, x0, fb)
+                          + wx * _predict_px(left, right, fld, y0, x1, fb))
+    acc += wy * ((2 * b - wx) * _predict_px(left, right, fld, y1, x0, fb)
+                 + wx * _predict_px(left, right, fld, y1, x1, fb))
+    sh = 2 * (2 * b).bit_length() - 2  # log2(4b²)
+    return (acc + (1 << (sh - 1))) >> sh
+
+
+def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int, obmc: bool = False
+                 ) -> list[torch.Tensor]:
     """Frames of every plane (T, h, w) int64 from its temporal bands (Mallat order: [L_J, H_J, …, H_1]),
     coarsest level first: odd frame = high frame + prediction from the rebuilt even frames around it,
     with the motion `fields[level][i]` (odd frame i). `gop.analyse` mirrors this loop at the encoder."""
@@ -88,7 +117,7 @@ def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: i
             s, d = x[:n_lo].clone(), x[n_lo:n].clone()
             for i in range(d.shape[0]):
                 right = s[i + 1] if i + 1 < n_lo else None
-                d[i] = d[i] + predict(s[i], right, fields[j][i], block, p > 0)
+                d[i] = d[i] + predict(s[i], right, fields[j][i], block, p > 0, obmc)
             x[0:n:2], x[1:n:2] = s, d
     return out
 

@@ -1,5 +1,5 @@
-"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params2.pgv`,
-and its pinned MD5s `tests/golden/latent_v1_params2.json`.
+"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params3.pgv`,
+and its pinned MD5s `tests/golden/latent_v1_params3.json`.
 
     .venv/bin/python tests/golden/make_latent_golden.py
 
@@ -11,8 +11,9 @@ context model predicts the missing layers; the default is `none`) and the stream
 or decoder (say so in the commit, and bump `pipeline.latent.codec.PARAM_VERSION` and the file name below):
 streams already archived must keep decoding to the same pixels.
 
-`latent_v1.pgv` / `latent_v1.json` are the same content written by the parameter-block version 1 encoder
-(commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma); they are never regenerated.
+The streams of older versions hold the same content and are never regenerated: `latent_v1.pgv` (version 1,
+commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma) and `latent_v1_params2.pgv`
+(version 2, commit a7aeb50: `mvcode` motion coding, per-GOP chroma upsampler, no overlapped blocks).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GOLDEN = ROOT / "tests" / "golden"
-STREAM = GOLDEN / "latent_v1_params2.pgv"
-PINS = GOLDEN / "latent_v1_params2.json"
+STREAM = GOLDEN / "latent_v1_params3.pgv"
+PINS = GOLDEN / "latent_v1_params3.json"
 SOURCE = ROOT / "samples" / "sam2_dog.mp4"
 X0, Y0, W, H = 200, 96, 96, 64
 GOPS = ((0, 4), (4, 2))
