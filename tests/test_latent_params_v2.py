@@ -1,5 +1,5 @@
-"""Parameter-block versions 2 and 3 of the latent codec: motion coding (`pipeline.latent.mvcode`), the
-per-GOP chroma upsampler (`colour.CHROMA_UP`), overlapped-block motion compensation. Older streams keep
+"""Parameter-block versions 2-4 of the latent codec: motion coding (`pipeline.latent.mvcode`), the per-GOP
+chroma upsampler (`colour.CHROMA_UP`), overlapped-block motion compensation, spread offsets. Older streams keep
 decoding: one golden stream per version is pinned in test_golden_stream.py (`tests/golden/latent_v1*.pgv`)."""
 
 from __future__ import annotations
@@ -92,13 +92,17 @@ def test_chroma_upsampler_choice_follows_the_source():
 
 
 def test_parameter_block_versions():
-    """The current block round trips with the chroma upsampler, three motion spreads and the OBMC flag;
+    """The current block round trips with the chroma upsampler, three motion spreads, the OBMC flag and the
+    spread offsets;
     only the current version is written; an unknown version is refused."""
     arm = [torch.zeros(s, dtype=torch.int64) for s in ((2, 27), (2,), (2, 2), (2,), (2, 2), (2,))]
-    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1, obmc=1)
+    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1, obmc=1, spread_off=(0, -3, 7, 32, -32))
     data = p.to_bytes()
     q, used = GopParams.parse(data)
-    assert (q.version, q.chroma_up, q.mv_spread, q.obmc, used) == (PARAM_VERSION, 1, (3, 4, 5), 1, len(data))
+    assert (q.version, q.chroma_up, q.mv_spread, q.obmc, q.spread_off, used) == (
+        PARAM_VERSION, 1, (3, 4, 5), 1, (0, -3, 7, 32, -32), len(data))
+    with pytest.raises(ValueError, match="out of range"):
+        GopParams.parse(GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, spread_off=(33,)).to_bytes())
     with pytest.raises(ValueError, match=f"only parameter block version {PARAM_VERSION}"):
         GopParams(4096, 2, 0, 2, 32, 2, (3, 4), 9, 6, arm, version=1).to_bytes()
     with pytest.raises(ValueError, match="version 7 unknown"):
@@ -121,3 +125,20 @@ def test_overlapped_blocks_blend_only_where_motion_differs(chroma):
     assert not torch.equal(predict(ref_l, ref_r, mixed, block, chroma), blended)
     lo, hi = min(int(ref_l.min()), int(ref_r.min())), max(int(ref_l.max()), int(ref_r.max()))
     assert lo <= int(blended.min()) and int(blended.max()) <= hi
+
+
+def test_spread_offset_fit_is_the_best_offset():
+    """`_fit_offset` (descent from 0) finds the offset an exhaustive search finds, on residuals coded with
+    spreads that are too wide, too narrow and right."""
+    from pipeline.latent.codec import SPREAD_OFFSET_MAX, _fit_offset
+    from pipeline.latent.coder import table_bits
+    from pipeline.latent.tables import N_SPREAD
+
+    gen = np.random.default_rng(1)
+    for scale, spread in ((0.3, 40), (6.0, 5), (2.0, 30)):
+        y = np.round(gen.laplace(0, scale, 5000)).astype(np.int64)
+        frac, sp = np.zeros(len(y), dtype=np.int64), np.full(len(y), spread)
+        every = {o: table_bits(y, frac, np.clip(sp + o, 0, N_SPREAD - 1))
+                 for o in range(-SPREAD_OFFSET_MAX, SPREAD_OFFSET_MAX + 1)}
+        off, bits = _fit_offset(y, frac, sp)
+        assert bits == min(every.values()) and every[off] == bits, (scale, spread, off)

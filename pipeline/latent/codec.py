@@ -42,8 +42,11 @@ from pipeline.latent.tables import N_SPREAD, SYMBOL_RANGE, probs
 MODEL_ID = "latent-v1"
 FAMILY = "latent"
 LEVELS = 6  # spatial levels J: 7 layers, LL at 1/64
-PARAM_VERSION = 3  # 2: chroma upsampler, `mvcode` motion coding; 3: overlapped-block motion. Older blocks parse
-PARAM_FIELDS = {1: 18, 2: 20, 3: 21}  # values in the block's integer head, per version
+# 2: chroma upsampler, `mvcode` motion coding; 3: overlapped-block motion; 4: spread offsets per band class.
+# Every older version still parses and decodes to its pinned pixels.
+PARAM_VERSION = 4
+PARAM_FIELDS = {1: 18, 2: 20, 3: 21, 4: 22}  # values in the block's integer head before any spread offsets
+SPREAD_OFFSET_MAX = 32
 MOTION_BLOCK16_MAX_STEP_Q8 = 8 * 16 * 256  # luma step <= 8 code values: 16×16 motion blocks; coarser: 32 or 16
 # with OBMC, foreman BD PSNR-Y / MS-SSIM (fast, fidelities 36-60): 68.5 / 103.6 at 4, 65.8 / 97.2 at 2, 72.6 / 113.3
 # at 8, 67.4 / 98.9 at 1
@@ -55,6 +58,31 @@ MOTION_SUBPEL = 2  # quarter-pel vectors (closed loop: ~1 % fewer bits than half
 # -10, PSNR-RGB -11, PSNR-Y +4 points; mobile MS-SSIM -19, PSNR-RGB -10, PSNR-Y +17
 CHROMA_STEP_Q2 = 2
 MOTION_OBMC = True  # overlapped-block motion compensation (parameter-block version 3)
+
+
+def _fit_offset(y: np.ndarray, frac: np.ndarray, spread: np.ndarray) -> tuple[int, float]:
+    """(offset, bits): the spread offset in ±SPREAD_OFFSET_MAX coding residuals `y` in the fewest bits, by
+    descent from 0 (the bits are unimodal in the offset)."""
+    def bits(o: int) -> float:
+        return table_bits(y, frac, np.clip(spread + o, 0, N_SPREAD - 1))
+
+    if not len(y):
+        return 0, 0.0
+    cur, b0 = 0, bits(0)
+    for step in (1, -1):
+        while abs(cur + step) <= SPREAD_OFFSET_MAX:
+            b = bits(cur + step)
+            if b >= b0:
+                break
+            cur, b0 = cur + step, b
+        if cur:
+            break
+    return cur, b0
+
+
+def _offset(spread: torch.Tensor, offsets: tuple[int, ...], cls_: int) -> torch.Tensor:
+    """The ARM's spreads (n,) int64 moved by the class's offset (none before version 4), clamped to the tables."""
+    return (spread + offsets[cls_]).clamp_(0, N_SPREAD - 1) if offsets else spread
 
 
 def _bits_at(y: torch.Tensor, spread: int) -> float:
@@ -115,11 +143,12 @@ class GopParams:
     arm: list[torch.Tensor]
     chroma_up: int = 0  # index into colour.CHROMA_UP (version 1 blocks: 0, bilinear)
     obmc: int = 0  # 1: overlapped-block motion compensation (version 3 blocks; older: 0)
+    spread_off: tuple[int, ...] = ()  # per spread class (`gop.spread_classes`) added to the ARM's spread, or none (v4)
     version: int = PARAM_VERSION  # 1: motion coded by `motion.field_symbols`, bilinear chroma; 2: `mvcode`
 
     def to_bytes(self) -> bytes:
         """pack_ints(version, head fields, 6 ARM tensor spreads, blob length, subpel, chroma_up, right-vector
-        spread, obmc) + blob (the ARM tensors range-coded). Writes the current version only."""
+        spread, obmc, the spread offsets) + blob (the ARM tensors range-coded). Writes the current version only."""
         if self.version != PARAM_VERSION or len(self.mv_spread) != 3:
             raise ValueError(f"only parameter block version {PARAM_VERSION} is written")
         spreads = [_best_spread(t.reshape(-1)) for t in self.arm]
@@ -130,7 +159,7 @@ class GopParams:
         blob = enc.finish()
         head = [PARAM_VERSION, self.step_q8, self.chroma_step_q2, self.effort, self.hidden, self.block,
                 *self.mv_spread[:2], self.w1_bits, self.w_bits, *spreads, len(blob), self.subpel,
-                self.chroma_up, self.mv_spread[2], self.obmc]
+                self.chroma_up, self.mv_spread[2], self.obmc, len(self.spread_off), *self.spread_off]
         return pack_ints(head) + blob
 
     @classmethod
@@ -138,16 +167,20 @@ class GopParams:
         vals, end = unpack_ints(data, 0)
         version = vals[0] if vals else -1
         n_vals = PARAM_FIELDS.get(version)
+        if n_vals is not None and version >= 4 and len(vals) >= n_vals:
+            n_vals += vals[n_vals - 1]  # the spread offsets follow their count
         if n_vals is None or len(vals) != n_vals:
             raise ValueError(f"parameter block version {vals[0] if vals else '?'} unknown")
         chroma_up = vals[18] if version >= 2 else 0
         mv_spread = (vals[6], vals[7], vals[19]) if version >= 2 else (vals[6], vals[7])
         obmc = vals[20] if version >= 3 else 0
+        spread_off = tuple(vals[22:]) if version >= 4 else ()
         hidden, block, w1_bits, w_bits = vals[4], vals[5], vals[8], vals[9]
         if (not 1 <= hidden <= 64 or vals[1] < 1 or not 1 <= vals[2] <= 64 or block not in (8, 16, 32, 64)
                 or not all(0 <= v < N_SPREAD for v in mv_spread + tuple(vals[10:16])) or not 8 <= w1_bits <= 14
                 or not 2 <= w_bits <= 12 or end + vals[16] > len(data) or not 0 <= vals[17] <= 2
-                or chroma_up not in (0, 1) or obmc not in (0, 1)):
+                or chroma_up not in (0, 1) or obmc not in (0, 1)
+                or any(abs(o) > SPREAD_OFFSET_MAX for o in spread_off)):
             raise ValueError("parameter block fields out of range")
         shapes = [(hidden, N_FEATURES), (hidden,), (hidden, hidden), (hidden,), (2, hidden), (2,)]
         dec = SymbolDecoder(data[end : end + vals[16]])
@@ -160,7 +193,7 @@ class GopParams:
                 raise ValueError(f"ARM parameters do not decode ({exc})") from exc
             arm.append(torch.from_numpy(y).reshape(shp))
         return (cls(vals[1], vals[2], vals[3], hidden, block, vals[17], mv_spread, w1_bits, w_bits, arm,
-                    chroma_up, obmc, version), end + vals[16])
+                    chroma_up, obmc, spread_off, version), end + vals[16])
 
 
 def _crc(values: list[np.ndarray]) -> int:
@@ -252,20 +285,29 @@ class LatentCodec:
             sched.step()
         return arm
 
-    def _choose_arm(self, feats: torch.Tensor, target: torch.Tensor, base: GopParams) -> GopParams:
-        """Fit an ARM per width the effort allows, quantise it at each precision, and keep the candidate
-        with the fewest bits (parameter block + latents under the integer ARM)."""
+    def _choose_arm(self, feats: torch.Tensor, target: torch.Tensor, row_cls: torch.Tensor, n_cls: int,
+                    base: GopParams) -> GopParams:
+        """Fit an ARM per width the effort allows, quantise it at each precision, fit its spread offsets
+        per class (`row_cls` (n,) class index of each row), and keep the candidate with the fewest bits
+        (parameter block + latents under the integer ARM)."""
         f64, tgt = feats.double(), target.to(torch.int64)
+        order = torch.argsort(row_cls, stable=True).numpy()
+        cuts = np.searchsorted(row_cls.numpy()[order], np.arange(n_cls + 1))
+        groups = [order[cuts[c] : cuts[c + 1]] for c in range(n_cls)]
         best, best_bits = None, math.inf
         for hidden in self.effort.hiddens:
             arm = self.fit_arm(feats, target, hidden)
             for w1, wb in PRECISIONS:
-                cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block, base.subpel,
-                                 base.mv_spread, w1, wb, arm.quantized(w1, wb), base.chroma_up, base.obmc)
-                mu, frac, spread = arm_rows(f64, cand.arm, w1, wb)
-                bits = table_bits((tgt - mu).numpy(), frac.numpy(), spread.numpy()) + 8 * len(cand.to_bytes())
-                if bits < best_bits:
-                    best, best_bits = cand, bits
+                mu, frac, spread = arm_rows(f64, arm.quantized(w1, wb), w1, wb)
+                y, fr, sp = (tgt - mu).numpy(), frac.numpy(), spread.numpy()
+                offs, bits = zip(*(_fit_offset(y[g], fr[g], sp[g]) for g in groups)) if groups else ((), (0.0,))
+                for off, latent_bits in ((tuple(offs), sum(bits)), ((), table_bits(y, fr, sp))):  # or none
+                    cand = GopParams(base.step_q8, base.chroma_step_q2, base.effort, hidden, base.block,
+                                     base.subpel, base.mv_spread, w1, wb, arm.quantized(w1, wb), base.chroma_up,
+                                     base.obmc, off)
+                    total = latent_bits + 8 * len(cand.to_bytes())
+                    if total < best_bits:
+                        best, best_bits = cand, total
         assert best is not None
         return best
 
@@ -304,15 +346,18 @@ class LatentCodec:
         walk = [(m, st) for m in range(self.n_layers) for st in G.steps(geo, m)]
         feats, targets = [], []
         cache: dict = {}
+        classes = G.spread_classes(geo, self.n_layers)
+        row_cls = []
         for _m, st in walk:
             f, pos = G.step_features(geo, q, st, t_lv, cache)
             feats.append(f)
             targets.append(G.band_view(q, st.band)[st.frames].reshape(-1)[pos])
+            row_cls.append(torch.full((len(pos),), classes[G.spread_class(st)], dtype=torch.int64))
         all_f = torch.cat(feats).float()
         all_t = torch.cat(targets).float()
         base = GopParams(step_q8, self.chroma_step_q2, EFFORT_CODES[self.effort.name], 0, block, MOTION_SUBPEL,
                          mv_spread, 0, 0, [], chroma_up, int(MOTION_OBMC))
-        params = self._choose_arm(all_f, all_t, base)
+        params = self._choose_arm(all_f, all_t, torch.cat(row_cls), len(classes), base)
         encs = [SymbolEncoder() for _ in range(k_max)]
         syms: list[list[np.ndarray]] = [[] for _ in range(k_max)]
         bits = [0.0] * k_max
@@ -329,6 +374,7 @@ class LatentCodec:
             if m >= k_max:
                 break
             mu, frac, spread, _ = G.step_arm(geo, q, st, t_lv, arm, cache)
+            spread = _offset(spread, params.spread_off, classes[G.spread_class(st)])
             y = (tg.to(torch.int64) - mu).numpy()
             fr, sp = frac.numpy(), spread.numpy()
             encs[m].encode(y, fr, sp)
@@ -402,9 +448,14 @@ class LatentCodec:
         n_decode = self.n_layers if predict != "none" else len(parsed)
         cache: dict = {}
         arm = IntARM.of(params.arm, params.w1_bits, params.w_bits)
+        classes = G.spread_classes(geo, self.n_layers)
+        if params.spread_off and len(params.spread_off) != len(classes):
+            raise StreamError(f"{where}: layer 1 has {len(params.spread_off)} spread offsets, the geometry "
+                              f"{len(classes)}; wrong size or damaged stream")
         for m in range(n_decode):
             for st in G.steps(geo, m):
                 mu, frac, spread, pos = G.step_arm(geo, q, st, t_lv, arm, cache)
+                spread = _offset(spread, params.spread_off, classes[G.spread_class(st)])
                 if m < len(parsed):
                     try:
                         y = decs[m].decode(frac.numpy(), spread.numpy())

@@ -41,6 +41,22 @@ def steps(geo: Geometry, layer: int) -> Iterator[Step]:
             yield Step(b, g, True)
 
 
+def spread_class(st: Step) -> tuple[int, int, int, int]:
+    """(chroma, level, orientation, high group) of a step: the steps that share one spread offset."""
+    b = st.band
+    return int(b.plane > 0), b.level, b.orient, int(st.frames.start > 0)
+
+
+def spread_classes(geo: Geometry, layers: int) -> dict[tuple[int, int, int, int], int]:
+    """Index of every spread class of the first `layers` layers, numbered in coding order (both sides build
+    the same numbering from the geometry)."""
+    out: dict[tuple[int, int, int, int], int] = {}
+    for m in range(layers):
+        for st in steps(geo, m):
+            out.setdefault(spread_class(st), len(out))
+    return out
+
+
 def band_view(q: list[torch.Tensor], b: Band) -> torch.Tensor:
     """The band's (T, h, w) view of the quantised planes (writes go through)."""
     return q[b.plane][:, b.rows[0] : b.rows[1], b.cols[0] : b.cols[1]]

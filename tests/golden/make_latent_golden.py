@@ -1,10 +1,11 @@
-"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params3.pgv`,
-and its pinned MD5s `tests/golden/latent_v1_params3.json`.
+"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params4.pgv`,
+and its pinned MD5s `tests/golden/latent_v1_params4.json`.
 
     .venv/bin/python tests/golden/make_latent_golden.py
 
-Content: a 96×64 window of frames 0..5 of samples/sam2_dog.mp4 (the dog's fur and the floor: texture and
-motion), two GOPs (4 + 2 frames), the default model latent-v1 at fidelity 60, effort "fast", all 7 layers.
+Content: a 176×128 window (versions 1-3: 96×64) of frames 0..5 of samples/sam2_dog.mp4 (the dog's fur and
+the floor: texture and motion), two GOPs (4 + 2 frames), the default model latent-v1 at fidelity 60, effort
+"fast", all 7 layers.
 The JSON pins the MD5 of the decoded frames (T, H, W, 3) uint8 for K = 1..7 (`--predict argmax`: the
 context model predicts the missing layers; the default is `none`) and the stream's bytes;
 `tests/test_golden_stream.py` checks them. Re-run this only after a deliberate change of the latent format
@@ -12,8 +13,9 @@ or decoder (say so in the commit, and bump `pipeline.latent.codec.PARAM_VERSION`
 streams already archived must keep decoding to the same pixels.
 
 The streams of older versions hold the same content and are never regenerated: `latent_v1.pgv` (version 1,
-commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma) and `latent_v1_params2.pgv`
-(version 2, commit a7aeb50: `mvcode` motion coding, per-GOP chroma upsampler, no overlapped blocks).
+commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma), `latent_v1_params2.pgv`
+(version 2, commit a7aeb50: `mvcode` motion coding, per-GOP chroma upsampler, no overlapped blocks) and
+`latent_v1_params3.pgv` (version 3, commit ab42fe3: overlapped blocks, no spread offsets).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GOLDEN = ROOT / "tests" / "golden"
-STREAM = GOLDEN / "latent_v1_params3.pgv"
-PINS = GOLDEN / "latent_v1_params3.json"
+STREAM = GOLDEN / "latent_v1_params4.pgv"
+PINS = GOLDEN / "latent_v1_params4.json"
 SOURCE = ROOT / "samples" / "sam2_dog.mp4"
-X0, Y0, W, H = 200, 96, 96, 64
+X0, Y0, W, H = 160, 64, 176, 128
 GOPS = ((0, 4), (4, 2))
 FIDELITY, EFFORT = 60, "fast"
 MAX_BYTES = 20_000
