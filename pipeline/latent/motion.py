@@ -81,6 +81,36 @@ def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, 
     return i0.clamp(0, nb - 1), (i0 + 1).clamp(0, nb - 1), v - 2 * b * i0
 
 
+def _compensate_at(ref: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor, mv: torch.Tensor, frac_bits: int
+                   ) -> torch.Tensor:
+    """`compensate` at the pixels (pi, pj) (n,) only, each with its vector mv (n, 2): the same integers."""
+    h, w = ref.shape
+    one = 1 << frac_bits
+    py, px = pi * one + mv[:, 0], pj * one + mv[:, 1]
+    iy, fy = py >> frac_bits, py & (one - 1)
+    ix, fx = px >> frac_bits, px & (one - 1)
+    y0, y1 = iy.clamp(0, h - 1) * w, (iy + 1).clamp(0, h - 1) * w
+    x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
+    flat = ref.reshape(-1)
+    a, b, c, d = (flat.index_select(0, y + x) for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
+    top = b.sub_(a).mul_(fx).add_(a << frac_bits)
+    bot = d.sub_(c).mul_(fx).add_(c << frac_bits)
+    acc = bot.sub_(top).mul_(fy).add_(top << frac_bits)
+    return acc.add_(1 << (2 * frac_bits - 1)).bitwise_right_shift_(2 * frac_bits)
+
+
+def _predict_at(left: torch.Tensor, right: torch.Tensor | None, fld: Field, by: torch.Tensor, bx: torch.Tensor,
+                pi: torch.Tensor, pj: torch.Tensor, fb: int) -> torch.Tensor:
+    """`_predict_px` at the pixels (pi, pj) (n,) only, pixel k using block (by[k], bx[k])."""
+    pl = _compensate_at(left, pi, pj, fld.mv_l[by, bx], fb)
+    if right is None:
+        return pl
+    pr = _compensate_at(right, pi, pj, fld.mv_r[by, bx], fb)
+    mode = fld.mode[by, bx]
+    bi = (pl + pr + 1) >> 1
+    return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
+
+
 def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool,
             obmc: bool = False) -> torch.Tensor:
     """Prediction (h, w) of an odd frame from its neighbours (chroma: vectors halved, blocks B/2). With
@@ -94,13 +124,22 @@ def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: i
         return _predict_px(left, right, fld, torch.arange(h) // b, torch.arange(w) // b, fb)
     y0, y1, wy = _overlap_axis(h, b, nby)
     x0, x1, wx = _overlap_axis(w, b, nbx)
-    wy, wx = wy[:, None], wx[None, :]
-    acc = (2 * b - wy) * ((2 * b - wx) * _predict_px(left, right, fld, y0, x0, fb)
-                          + wx * _predict_px(left, right, fld, y0, x1, fb))
-    acc += wy * ((2 * b - wx) * _predict_px(left, right, fld, y1, x0, fb)
-                 + wx * _predict_px(left, right, fld, y1, x1, fb))
+    out = _predict_px(left, right, fld, y0, x0, fb)
+    # where the four blocks move alike the blend is that prediction exactly: blend only elsewhere
+    motion = torch.cat([fld.mode[..., None], fld.mv_l, fld.mv_r], -1)  # (nby, nbx, 5)
+    m00 = motion[y0[:, None], x0[None, :]]
+    differ = ((motion[y0[:, None], x1[None, :]] != m00) | (motion[y1[:, None], x0[None, :]] != m00)
+              | (motion[y1[:, None], x1[None, :]] != m00)).any(-1)
+    pi, pj = torch.nonzero(differ, as_tuple=True)
+    if not len(pi):
+        return out
+    wy, wx = wy[pi], wx[pj]
+    acc = (2 * b - wy) * ((2 * b - wx) * out[pi, pj] + wx * _predict_at(left, right, fld, y0[pi], x1[pj], pi, pj, fb))
+    acc += wy * ((2 * b - wx) * _predict_at(left, right, fld, y1[pi], x0[pj], pi, pj, fb)
+                 + wx * _predict_at(left, right, fld, y1[pi], x1[pj], pi, pj, fb))
     sh = 2 * (2 * b).bit_length() - 2  # log2(4b²)
-    return (acc + (1 << (sh - 1))) >> sh
+    out[pi, pj] = (acc + (1 << (sh - 1))) >> sh
+    return out
 
 
 def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int, obmc: bool = False
