@@ -93,11 +93,7 @@ def _bits_at(y: torch.Tensor, spread: int) -> float:
 
 def _best_spread(y: torch.Tensor) -> int:
     """The table spread (frac 0) coding `y` in the fewest bits."""
-    if not len(y):
-        return 0
-    yy = y.numpy()
-    z = np.zeros(len(yy), dtype=np.int64)
-    return int(np.argmin([table_bits(yy, z, np.full(len(yy), s)) for s in range(N_SPREAD)]))
+    return int(np.argmin([_bits_at(y, s) for s in range(N_SPREAD)])) if len(y) else 0
 
 
 @dataclass(frozen=True)

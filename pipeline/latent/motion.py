@@ -14,6 +14,7 @@ on the source frames) and coded at the head of layer 2 (`field_symbols`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -44,21 +45,14 @@ def _pixel_mv(mv: torch.Tensor, block: int, h: int, w: int) -> torch.Tensor:
 def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.Tensor:
     """ref (h, w) int64 sampled at (i + mv_y / 2^f, j + mv_x / 2^f), integer bilinear, edges clamped."""
     h, w = ref.shape
-    one = 1 << frac_bits
-    py = torch.arange(h).view(h, 1) * one + mv_px[..., 0]
-    px = torch.arange(w).view(1, w) * one + mv_px[..., 1]
-    iy, fy = py >> frac_bits, py & (one - 1)
-    ix, fx = px >> frac_bits, px & (one - 1)
-    y0, y1 = iy.clamp(0, h - 1) * w, (iy + 1).clamp(0, h - 1) * w  # flat row offsets
-    x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
-    flat = ref.reshape(-1)
-    a, b, c, d = (flat.index_select(0, (y + x).reshape(-1)).view(h, w)
-                  for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
-    # (1 - fy)((1 - fx) a + fx b) + fy((1 - fx) c + fx d), rearranged (the same integers, fewer products)
-    top = b.sub_(a).mul_(fx).add_(a << frac_bits)
-    bot = d.sub_(c).mul_(fx).add_(c << frac_bits)
-    acc = bot.sub_(top).mul_(fy).add_(top << frac_bits)
-    return acc.add_(1 << (2 * frac_bits - 1)).bitwise_right_shift_(2 * frac_bits)
+    pi, pj = _pixel_grid(h, w)
+    return _compensate_at(ref, pi, pj, mv_px.reshape(-1, 2), frac_bits).view(h, w)
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column index (h·w,) of every pixel, raster order (shared: never written to)."""
+    return torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
 
 
 def _predict_px(left: torch.Tensor, right: torch.Tensor | None, fld: Field, iy: torch.Tensor, ix: torch.Tensor,
@@ -83,7 +77,8 @@ def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 def _compensate_at(ref: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor, mv: torch.Tensor, frac_bits: int
                    ) -> torch.Tensor:
-    """`compensate` at the pixels (pi, pj) (n,) only, each with its vector mv (n, 2): the same integers."""
+    """ref (h, w) int64 sampled at (pi + mv_y / 2^f, pj + mv_x / 2^f) for pixels (pi, pj) (n,) and vectors
+    mv (n, 2): integer bilinear, edges clamped (`compensate` is this over every pixel)."""
     h, w = ref.shape
     one = 1 << frac_bits
     py, px = pi * one + mv[:, 0], pj * one + mv[:, 1]
@@ -93,6 +88,7 @@ def _compensate_at(ref: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor, mv: to
     x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
     flat = ref.reshape(-1)
     a, b, c, d = (flat.index_select(0, y + x) for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
+    # (1 - fy)((1 - fx) a + fx b) + fy((1 - fx) c + fx d), rearranged (the same integers, fewer products)
     top = b.sub_(a).mul_(fx).add_(a << frac_bits)
     bot = d.sub_(c).mul_(fx).add_(c << frac_bits)
     acc = bot.sub_(top).mul_(fy).add_(top << frac_bits)

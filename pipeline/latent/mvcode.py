@@ -21,19 +21,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline.latent.motion import MODE_SYMBOL, Field, mode_from_symbol
-
-
-def _median3(a: int, b: int, c: int) -> int:
-    return max(min(a, b), min(max(a, b), c))
+from pipeline.latent.motion import MODE_SYMBOL, Field, causal_pred, mode_from_symbol
 
 
 def _causal(x: np.ndarray, i: int, j: int, k: int) -> int:
     """`motion.causal_pred` of component k at (i, j) of x (nby, nbx, 2): median of left, up, up-right."""
-    if i == 0:
-        return int(x[i, j - 1, k]) if j else 0
-    up, ur = int(x[i - 1, j, k]), int(x[i - 1, min(j + 1, x.shape[1] - 1), k])
-    return _median3(int(x[i, j - 1, k]), up, ur) if j else up
+    return int(causal_pred(x, i, j)[k])
 
 
 def _walk(shape: tuple[int, int], coded: np.ndarray, pred: Callable[[np.ndarray, int, int, int], int],
