@@ -19,7 +19,8 @@ samples/sam2_dog.mp4, 176x128 from version 4 on, 2 GOPs) have their decoded-pixe
 beside them, one stream per parameter-block version: `latent_v1.pgv` (version 1), `latent_v1_params2.pgv`
 (version 2: motion coding of `pipeline.latent.mvcode`, per-GOP chroma upsampler), `latent_v1_params3.pgv`
 (version 3: overlapped-block motion compensation) and `latent_v1_params4.pgv` (version 4: spread offsets per
-band class); older ones are never regenerated. The decoder is integer throughout, so they hold on any machine. A
+band class) and `latent_v1_params5.pgv` (version 5: sharp motion interpolation); older ones are never
+regenerated. The decoder is integer throughout, so they hold on any machine. A
 new version gets a new stream from `.venv/bin/python tests/golden/make_latent_golden.py`; the older ones stay.
 """
 
@@ -122,7 +123,8 @@ def test_golden_stream_decodes_to_pinned_pixels(name):
 
 
 @pytest.mark.parametrize("pins_name, version", [("latent_v1.json", 1), ("latent_v1_params2.json", 2),
-                                                ("latent_v1_params3.json", 3), ("latent_v1_params4.json", 4)])
+                                                ("latent_v1_params3.json", 3), ("latent_v1_params4.json", 4),
+                                                ("latent_v1_params5.json", 5)])
 def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, version):
     """Each committed latent-v1 stream (one per parameter-block version) decodes, through the stream API and
     the model the header names, to the pinned pixels at every K; `progvc info` shows its encoder settings."""
@@ -145,8 +147,9 @@ def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, versio
     assert stream.layer_bytes == pins["layer_bytes"]
     params = [GopParams.parse(parse_chunk(stream.gop_chunks(g)[0])[0].payload)[0] for g in range(len(h.gops))]
     assert {p.version for p in params} == {version}
-    if version >= 4:  # GOP 0 codes spread offsets, the 2-frame GOP 1 is cheaper without: both paths pinned
+    if version == 4:  # GOP 0 codes spread offsets, the 2-frame GOP 1 is cheaper without: both paths pinned
         assert [bool(p.spread_off) for p in params] == [True, False]
+    assert {p.interp for p in params} == {int(version >= 5)}  # sharp motion interpolation from version 5
     got = [_md5(decode_video(path, scales=k, predict="argmax", progress=False))
            for k in range(1, stream.n_layers + 1)]
     assert got == pins["pixels_md5"], "the latent decoder's output changed: a format break for archived streams"

@@ -239,12 +239,12 @@ def test_encoder_settings_refused_by_the_vq_family(tiny_codec, clip_path, tmp_pa
     assert s.header.encoder is None and b'"encoder"' not in (tmp_path / "vq.pgv").read_bytes()[:400]
 
 
-@pytest.mark.parametrize("obmc", [False, True])
-def test_closed_loop_encoder_predicts_from_what_the_decoder_rebuilds(crop, obmc):
+@pytest.mark.parametrize(("obmc", "interp"), [(False, 0), (True, 0), (True, 1)])
+def test_closed_loop_encoder_predicts_from_what_the_decoder_rebuilds(crop, obmc, interp):
     """The encoder's temporal prediction runs on the frames as the decoder will rebuild them (closed loop):
     its rebuilt planes equal the decoder's dequantise + inverse wavelet + inverse temporal prediction, bit
     for bit, at a coarse step (where open-loop prediction would drift) and with real motion, with and
-    without overlapped blocks."""
+    without overlapped blocks, with bilinear and sharp interpolation."""
     from pipeline.latent import dwt
     from pipeline.latent import gop as G
     from pipeline.latent.bands import Geometry
@@ -253,10 +253,10 @@ def test_closed_loop_encoder_predicts_from_what_the_decoder_rebuilds(crop, obmc)
 
     geo = Geometry(T, H, W, LEVELS)
     steps = G.step_tensors(geo, step_for_quality(30), 3)
-    q, fields, rebuilt = G.analyse(torch.from_numpy(crop), geo, 16, 4.0, steps, 2, obmc)
+    q, fields, rebuilt = G.analyse(torch.from_numpy(crop), geo, 16, 4.0, steps, 2, obmc, interp)
     assert any(bool((f.mv_l != 0).any()) for lev in fields for f in lev)  # the dog moves: real vectors
     spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(G.dequantise(q, steps))]
-    decoded = inverse_mctf(spatial, fields, 16, obmc)
+    decoded = inverse_mctf(spatial, fields, 16, obmc, interp)
     for p in range(3):
         assert torch.equal(rebuilt[p], decoded[p]), f"plane {p}: encoder and decoder references differ"
 

@@ -12,7 +12,7 @@ from pipeline.latent import mvcode
 from pipeline.latent.codec import PARAM_VERSION, GopParams, LatentCodec
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints
 from pipeline.latent.colour import CHROMA_UP, planes_to_rgb, rgb_to_planes
-from pipeline.latent.motion import Field, predict
+from pipeline.latent.motion import Field, predict, upsample
 
 
 def _random_field(gen: torch.Generator, shape: tuple[int, int], unit: int, symmetric: bool) -> Field:
@@ -109,22 +109,26 @@ def test_parameter_block_versions():
         GopParams.parse(pack_ints([7] + [1] * 19))
 
 
+@pytest.mark.parametrize("interp", [0, 1])
 @pytest.mark.parametrize("chroma", [False, True])
-def test_overlapped_blocks_blend_only_where_motion_differs(chroma):
+def test_overlapped_blocks_blend_only_where_motion_differs(chroma, interp):
     """OBMC equals plain block prediction when every block moves alike, stays within the references'
-    range (it only interpolates and averages), and differs from plain prediction where blocks move
-    differently."""
+    range with bilinear interpolation (it only interpolates and averages), and differs from plain
+    prediction where blocks move differently."""
     gen = torch.Generator().manual_seed(3)
     shape, block = (3, 4), 16  # luma 40×56 (partial blocks at the edges), chroma 20×28
-    ref_l, ref_r = (torch.randint(-2000, 2000, (20, 28) if chroma else (40, 56), generator=gen) for _ in range(2))
+    planes = [torch.randint(-2000, 2000, (20, 28) if chroma else (40, 56), generator=gen) for _ in range(2)]
+    ref_l, ref_r = (upsample(x, chroma, interp) for x in planes)
     same = Field(torch.zeros(shape, dtype=torch.int64), torch.full((*shape, 2), 5), torch.full((*shape, 2), -3))
     assert torch.equal(predict(ref_l, ref_r, same, block, chroma, True), predict(ref_l, ref_r, same, block, chroma))
     mixed = Field(torch.randint(0, 3, shape, generator=gen), torch.randint(-40, 40, (*shape, 2), generator=gen),
                   torch.randint(-40, 40, (*shape, 2), generator=gen))
     blended = predict(ref_l, ref_r, mixed, block, chroma, True)
     assert not torch.equal(predict(ref_l, ref_r, mixed, block, chroma), blended)
-    lo, hi = min(int(ref_l.min()), int(ref_r.min())), max(int(ref_l.max()), int(ref_r.max()))
-    assert lo <= int(blended.min()) and int(blended.max()) <= hi
+    if not interp:  # bilinear only interpolates and averages (sharp filters may overshoot)
+        lo = min(int(ref_l.sums[0, 0].min()), int(ref_r.sums[0, 0].min())) // 4096
+        hi = max(int(ref_l.sums[0, 0].max()), int(ref_r.sums[0, 0].max())) // 4096
+        assert lo <= int(blended.min()) and int(blended.max()) <= hi
 
 
 def test_spread_offset_fit_is_the_best_offset():
@@ -142,3 +146,28 @@ def test_spread_offset_fit_is_the_best_offset():
                  for o in range(-SPREAD_OFFSET_MAX, SPREAD_OFFSET_MAX + 1)}
         off, bits = _fit_offset(y, frac, sp)
         assert bits == min(every.values()) and every[off] == bits, (scale, spread, off)
+
+
+@pytest.mark.parametrize("chroma", [False, True])
+def test_sharp_interpolation_is_the_integer_filter(chroma):
+    """Parameter block v5's sharp filter: whole-pel positions give the samples, a fractional position gives
+    the separable integer filter (taps in 1/64, rounded once in 1/4096) computed directly, and positions
+    past the edge clamp to it; bilinear through the same path equals the textbook formula."""
+    from pipeline.latent.motion import FILTERS, _compensate_at
+
+    gen = torch.Generator().manual_seed(5)
+    ref = torch.randint(-3000, 3000, (12, 14), generator=gen)
+    f = 3 if chroma else 2
+    for interp in (0, 1):
+        up = upsample(ref, chroma, interp)
+        off, taps = FILTERS[interp][int(chroma)]
+        pi, pj = torch.arange(12).repeat_interleave(14), torch.arange(14).repeat(12)
+        assert torch.equal(_compensate_at(up, pi, pj, torch.zeros(len(pi), 2, dtype=torch.int64)), ref.reshape(-1))
+        i, j, fy, fx = 5, 6, 1, (1 << f) - 1
+        rows = [sum(taps[fx][k] * int(ref[i + off + r, j + off + k]) for k in range(len(taps[0])))
+                for r in range(len(taps[0]))]
+        want = (sum(taps[fy][r] * rows[r] for r in range(len(rows))) + 2048) >> 12
+        got = _compensate_at(up, torch.tensor([i]), torch.tensor([j]), torch.tensor([[fy, fx]]))
+        assert int(got) == want
+        far = _compensate_at(up, torch.tensor([0]), torch.tensor([13]), torch.tensor([[-50 << f, 50 << f]]))
+        assert int(far) == int(ref[0, 13])

@@ -18,7 +18,7 @@ from pipeline.latent import dwt
 from pipeline.latent.bands import Band, Geometry
 from pipeline.latent.colour import planes_to_rgb, rgb_to_planes
 from pipeline.latent.context import BandContext, BandInfo, IntARM, second_pass
-from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate_level, inverse_mctf, predict
+from pipeline.latent.motion import NORM_PRED_Q16, Field, estimate_level, inverse_mctf, predict, upsample
 
 RHO_DETAIL_Q8 = 98  # dead-zone rounding offset of detail bands (0.38), LL rounds to nearest
 RHO_LL_Q8 = 128
@@ -166,7 +166,8 @@ def _dequantise_plane(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: float, steps_q8: list[torch.Tensor],
-            subpel: int = 1, obmc: bool = False) -> tuple[list[torch.Tensor], list[list[Field]], list[torch.Tensor]]:
+            subpel: int = 1, obmc: bool = False, interp: int = 0
+            ) -> tuple[list[torch.Tensor], list[list[Field]], list[torch.Tensor]]:
     """RGB frames → (per plane (T, h, w) int64 quantised coefficients, the motion fields, the planes as
     the decoder will rebuild them (T, h, w) int64), closed loop.
 
@@ -195,9 +196,10 @@ def analyse(frames_THWC: torch.Tensor, geo: Geometry, block: int, motion_lam: fl
         n_lo = (n + 1) // 2
         src = [x[1 << j :: 2 << j][: n - n_lo] for x in planes]
         # motion is searched on the source frames: measured better than on the rebuilt ones
-        fields[j] = estimate_level(src[0], planes[0][:: 2 << j][:n_lo], j, block, motion_lam, subpel)
+        fields[j] = estimate_level(src[0], planes[0][:: 2 << j][:n_lo], j, block, motion_lam, subpel, interp)
         for p, s in enumerate(rec):
-            pred = torch.stack([predict(s[i], s[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0, obmc)
+            ups = [upsample(s[i], p > 0, interp) for i in range(min(n_lo, n - n_lo + 1))]
+            pred = torch.stack([predict(ups[i], ups[i + 1] if i + 1 < n_lo else None, fields[j][i], block, p > 0, obmc)
                                 for i in range(n - n_lo)])
             odd = code(src[p] - pred, p, n_lo, n) + pred
             full = torch.empty((n, *s.shape[1:]), dtype=s.dtype)
@@ -226,8 +228,8 @@ def dequantise(q: list[torch.Tensor], steps_q8: list[torch.Tensor]) -> list[torc
 
 
 def synthesise(coef: list[torch.Tensor], geo: Geometry, fields: list[list[Field]], block: int,
-               chroma_up: int = 0, obmc: bool = False) -> torch.Tensor:
+               chroma_up: int = 0, obmc: bool = False, interp: int = 0) -> torch.Tensor:
     """Per plane coefficients → uint8 RGB frames (T, H, W, 3), chroma upsampled by `CHROMA_UP[chroma_up]`.
     Integer only."""
     spatial = [dwt.dwt2(c, geo.plane_levels(p), inverse=True) for p, c in enumerate(coef)]
-    return planes_to_rgb(*inverse_mctf(spatial, fields, block, obmc), chroma_up)
+    return planes_to_rgb(*inverse_mctf(spatial, fields, block, obmc, interp), chroma_up)

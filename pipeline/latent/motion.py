@@ -4,7 +4,8 @@ At each temporal level the odd frames are predicted from the even ones around th
 (luma; B/2 chroma) a mode — 0 both neighbours averaged, 1 left only, 2 right only — and vectors to the
 left and right frames. The high frame is odd − prediction and the low frames are the even frames (no
 update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is integer bilinear
-interpolation (1/4 pel luma, 1/8 pel chroma) with edge clamping. The loop is closed: the encoder
+interpolation (1/4 pel luma, 1/8 pel chroma; bilinear, or since parameter block v5 HEVC-style 8/4-tap
+filters) with edge clamping. The loop is closed: the encoder
 (`gop.analyse`) predicts from the frames as the decoder rebuilds them (`inverse_mctf`), so a
 reference's quantisation error is corrected by the frames predicted from it, not passed on.
 
@@ -42,11 +43,47 @@ def _pixel_mv(mv: torch.Tensor, block: int, h: int, w: int) -> torch.Tensor:
     return mv.repeat_interleave(block, 0).repeat_interleave(block, 1)[:h, :w]
 
 
-def compensate(ref: torch.Tensor, mv_px: torch.Tensor, frac_bits: int) -> torch.Tensor:
-    """ref (h, w) int64 sampled at (i + mv_y / 2^f, j + mv_x / 2^f), integer bilinear, edges clamped."""
+# interpolation filters by stream code, per plane kind: (first tap's offset, taps per phase in 1/64)
+# 0 bilinear (parameter blocks v1-v4); 1 sharp: HEVC-style 8-tap luma (1/4 pel), 4-tap chroma (1/8 pel)
+_BILINEAR_LUMA = (0, tuple((64 - 16 * f, 16 * f) for f in range(4)))
+_BILINEAR_CHROMA = (0, tuple((64 - 8 * f, 8 * f) for f in range(8)))
+_SHARP_LUMA = (-3, ((0, 0, 0, 64, 0, 0, 0, 0), (-1, 4, -10, 58, 17, -5, 1, 0), (-1, 4, -11, 40, 40, -11, 4, -1),
+                    (0, 1, -5, 17, 58, -10, 4, -1)))
+_SHARP_CHROMA = (-1, ((0, 64, 0, 0), (-2, 58, 10, -2), (-4, 54, 16, -2), (-6, 46, 28, -4), (-4, 36, 36, -4),
+                      (-4, 28, 46, -6), (-2, 16, 54, -4), (-2, 10, 58, -2)))
+FILTERS = ((_BILINEAR_LUMA, _BILINEAR_CHROMA), (_SHARP_LUMA, _SHARP_CHROMA))
+INTERP_NAMES = ("bilinear", "sharp")
+
+
+@dataclass(frozen=True)
+class Upsampled:
+    """A reference plane (h, w) interpolated at every 1/2^f position: `sums` (phase_x, phase_y, h, w)
+    float64 holds the integer filter sums in 1/4096 (exact: integers far below 2^53); samples round
+    them to nearest. Positions are clamped to the plane, so vectors may point outside it."""
+
+    sums: torch.Tensor
+    h: int
+    w: int
+    frac_bits: int
+
+
+def upsample(ref: torch.Tensor, chroma: bool, interp: int = 0) -> Upsampled:
+    """Interpolate ref (h, w) int64 at 1/4 pel (luma) or 1/8 pel (chroma) with filter `interp`
+    (separable integer taps, edges replicated)."""
+    off, taps = FILTERS[interp][int(chroma)]
     h, w = ref.shape
-    pi, pj = _pixel_grid(h, w)
-    return _compensate_at(ref, pi, pj, mv_px.reshape(-1, 2), frac_bits).view(h, w)
+    n, k = len(taps), len(taps[0])
+    kern = torch.tensor(taps, dtype=torch.float64)
+    x = F.pad(ref.double()[None, None], (-off, k - 1 + off, -off, k - 1 + off), mode="replicate")
+    hx = F.conv2d(x, kern.view(n, 1, 1, k))  # (1, phase_x, h + k - 1, w)
+    v = F.conv2d(hx.view(n, 1, h + k - 1, w), kern.view(n, 1, k, 1))  # (phase_x, phase_y, h, w)
+    return Upsampled(v, h, w, n.bit_length() - 1)
+
+
+def compensate(ref: Upsampled, mv_px: torch.Tensor) -> torch.Tensor:
+    """ref sampled at (i + mv_y / 2^f, j + mv_x / 2^f) for every pixel (i, j), mv_px (h, w, 2) → (h, w) int64."""
+    pi, pj = _pixel_grid(ref.h, ref.w)
+    return _compensate_at(ref, pi, pj, mv_px.reshape(-1, 2)).view(ref.h, ref.w)
 
 
 @functools.lru_cache(maxsize=64)
@@ -55,13 +92,25 @@ def _pixel_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
 
 
-def _predict_px(left: torch.Tensor, right: torch.Tensor | None, fld: Field, iy: torch.Tensor, ix: torch.Tensor,
-                fb: int) -> torch.Tensor:
+def _compensate_at(ref: Upsampled, pi: torch.Tensor, pj: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
+    """ref sampled at (pi + mv_y / 2^f, pj + mv_x / 2^f) for pixels (pi, pj) (n,) and vectors mv (n, 2),
+    positions clamped to the plane → (n,) int64 (`compensate` is this over every pixel)."""
+    f, h, w = ref.frac_bits, ref.h, ref.w
+    one = 1 << f
+    py = (pi * one + mv[:, 0]).clamp_(0, (h - 1) * one)
+    px = (pj * one + mv[:, 1]).clamp_(0, (w - 1) * one)
+    at = (((px & (one - 1)) * one + (py & (one - 1))) * h + (py >> f)) * w + (px >> f)
+    s = ref.sums.reshape(-1).index_select(0, at)
+    return torch.floor_(s.add_(2048.0).div_(4096.0)).to(torch.int64)
+
+
+def _predict_px(left: Upsampled, right: Upsampled | None, fld: Field, iy: torch.Tensor, ix: torch.Tensor
+                ) -> torch.Tensor:
     """Prediction (h, w) where pixel (i, j) uses the mode and vectors of block (iy[i], ix[j])."""
-    pl = compensate(left, fld.mv_l[iy[:, None], ix[None, :]], fb)
+    pl = compensate(left, fld.mv_l[iy[:, None], ix[None, :]])
     if right is None:
         return pl
-    pr = compensate(right, fld.mv_r[iy[:, None], ix[None, :]], fb)
+    pr = compensate(right, fld.mv_r[iy[:, None], ix[None, :]])
     mode = fld.mode[iy[:, None], ix[None, :]]
     bi = (pl + pr + 1) >> 1
     return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
@@ -75,71 +124,51 @@ def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, 
     return i0.clamp(0, nb - 1), (i0 + 1).clamp(0, nb - 1), v - 2 * b * i0
 
 
-def _compensate_at(ref: torch.Tensor, pi: torch.Tensor, pj: torch.Tensor, mv: torch.Tensor, frac_bits: int
-                   ) -> torch.Tensor:
-    """ref (h, w) int64 sampled at (pi + mv_y / 2^f, pj + mv_x / 2^f) for pixels (pi, pj) (n,) and vectors
-    mv (n, 2): integer bilinear, edges clamped (`compensate` is this over every pixel)."""
-    h, w = ref.shape
-    one = 1 << frac_bits
-    py, px = pi * one + mv[:, 0], pj * one + mv[:, 1]
-    iy, fy = py >> frac_bits, py & (one - 1)
-    ix, fx = px >> frac_bits, px & (one - 1)
-    y0, y1 = iy.clamp(0, h - 1) * w, (iy + 1).clamp(0, h - 1) * w
-    x0, x1 = ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1)
-    flat = ref.reshape(-1)
-    a, b, c, d = (flat.index_select(0, y + x) for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
-    # (1 - fy)((1 - fx) a + fx b) + fy((1 - fx) c + fx d), rearranged (the same integers, fewer products)
-    top = b.sub_(a).mul_(fx).add_(a << frac_bits)
-    bot = d.sub_(c).mul_(fx).add_(c << frac_bits)
-    acc = bot.sub_(top).mul_(fy).add_(top << frac_bits)
-    return acc.add_(1 << (2 * frac_bits - 1)).bitwise_right_shift_(2 * frac_bits)
-
-
-def _predict_at(left: torch.Tensor, right: torch.Tensor | None, fld: Field, by: torch.Tensor, bx: torch.Tensor,
-                pi: torch.Tensor, pj: torch.Tensor, fb: int) -> torch.Tensor:
+def _predict_at(left: Upsampled, right: Upsampled | None, fld: Field, by: torch.Tensor, bx: torch.Tensor,
+                pi: torch.Tensor, pj: torch.Tensor) -> torch.Tensor:
     """`_predict_px` at the pixels (pi, pj) (n,) only, pixel k using block (by[k], bx[k])."""
-    pl = _compensate_at(left, pi, pj, fld.mv_l[by, bx], fb)
+    pl = _compensate_at(left, pi, pj, fld.mv_l[by, bx])
     if right is None:
         return pl
-    pr = _compensate_at(right, pi, pj, fld.mv_r[by, bx], fb)
+    pr = _compensate_at(right, pi, pj, fld.mv_r[by, bx])
     mode = fld.mode[by, bx]
     bi = (pl + pr + 1) >> 1
     return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
 
 
-def predict(left: torch.Tensor, right: torch.Tensor | None, fld: Field, block: int, chroma: bool,
+def predict(left: Upsampled, right: Upsampled | None, fld: Field, block: int, chroma: bool,
             obmc: bool = False) -> torch.Tensor:
-    """Prediction (h, w) of an odd frame from its neighbours (chroma: vectors halved, blocks B/2). With
-    `obmc` every pixel blends the predictions of the four nearest blocks' motion (bilinear weights over
-    the block centres, in 1/(4B²)), so block edges do not show in the prediction."""
-    h, w = left.shape
+    """Prediction (h, w) of an odd frame from its (upsampled) neighbours (chroma: vectors in 1/8 pel,
+    blocks B/2). With `obmc` every pixel blends the predictions of the four nearest blocks' motion
+    (bilinear weights over the block centres, in 1/(4B²)), so block edges do not show in the prediction."""
+    h, w = left.h, left.w
     b = block // 2 if chroma else block
-    fb = 3 if chroma else 2  # quarter-pel luma = eighth-pel chroma
     nby, nbx = fld.mode.shape
     if not obmc:
-        return _predict_px(left, right, fld, torch.arange(h) // b, torch.arange(w) // b, fb)
+        return _predict_px(left, right, fld, torch.arange(h) // b, torch.arange(w) // b)
     y0, y1, wy = _overlap_axis(h, b, nby)
     x0, x1, wx = _overlap_axis(w, b, nbx)
-    out = _predict_px(left, right, fld, y0, x0, fb)
+    out = _predict_px(left, right, fld, y0, x0)
     # where the four blocks move alike the blend is that prediction exactly: blend only elsewhere
     motion = torch.cat([fld.mode[..., None], fld.mv_l, fld.mv_r], -1)  # (nby, nbx, 5)
-    m00 = motion[y0[:, None], x0[None, :]]
-    differ = ((motion[y0[:, None], x1[None, :]] != m00) | (motion[y1[:, None], x0[None, :]] != m00)
-              | (motion[y1[:, None], x1[None, :]] != m00)).any(-1)
+    key = torch.unique(motion.reshape(-1, 5), dim=0, return_inverse=True)[1].view(nby, nbx)  # one id per motion
+    k00 = key[y0[:, None], x0[None, :]]
+    differ = ((key[y0[:, None], x1[None, :]] != k00) | (key[y1[:, None], x0[None, :]] != k00)
+              | (key[y1[:, None], x1[None, :]] != k00))
     pi, pj = torch.nonzero(differ, as_tuple=True)
     if not len(pi):
         return out
     wy, wx = wy[pi], wx[pj]
-    acc = (2 * b - wy) * ((2 * b - wx) * out[pi, pj] + wx * _predict_at(left, right, fld, y0[pi], x1[pj], pi, pj, fb))
-    acc += wy * ((2 * b - wx) * _predict_at(left, right, fld, y1[pi], x0[pj], pi, pj, fb)
-                 + wx * _predict_at(left, right, fld, y1[pi], x1[pj], pi, pj, fb))
+    acc = (2 * b - wy) * ((2 * b - wx) * out[pi, pj] + wx * _predict_at(left, right, fld, y0[pi], x1[pj], pi, pj))
+    acc += wy * ((2 * b - wx) * _predict_at(left, right, fld, y1[pi], x0[pj], pi, pj)
+                 + wx * _predict_at(left, right, fld, y1[pi], x1[pj], pi, pj))
     sh = 2 * (2 * b).bit_length() - 2  # log2(4b²)
     out[pi, pj] = (acc + (1 << (sh - 1))) >> sh
     return out
 
 
-def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int, obmc: bool = False
-                 ) -> list[torch.Tensor]:
+def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: int, obmc: bool = False,
+                 interp: int = 0) -> list[torch.Tensor]:
     """Frames of every plane (T, h, w) int64 from its temporal bands (Mallat order: [L_J, H_J, …, H_1]),
     coarsest level first: odd frame = high frame + prediction from the rebuilt even frames around it,
     with the motion `fields[level][i]` (odd frame i). `gop.analyse` mirrors this loop at the encoder."""
@@ -150,9 +179,10 @@ def inverse_mctf(planes: list[torch.Tensor], fields: list[list[Field]], block: i
         n_lo = (n + 1) // 2
         for p, x in enumerate(out):
             s, d = x[:n_lo].clone(), x[n_lo:n].clone()
+            ups = [upsample(s[i], p > 0, interp) for i in range(min(n_lo, d.shape[0] + 1))]
             for i in range(d.shape[0]):
-                right = s[i + 1] if i + 1 < n_lo else None
-                d[i] = d[i] + predict(s[i], right, fields[j][i], block, p > 0, obmc)
+                right = ups[i + 1] if i + 1 < n_lo else None
+                d[i] = d[i] + predict(ups[i], right, fields[j][i], block, p > 0, obmc)
             x[0:n:2], x[1:n:2] = s, d
     return out
 
@@ -168,9 +198,10 @@ def _block_sad(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
     return F.avg_pool2d(d, block)[0, 0] * block * block
 
 
-def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float,
+def _search(cur: torch.Tensor, ref: torch.Tensor, ref_up: Upsampled, block: int, radius: int, lam: float,
             subpel: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best quarter-pel vector per block of `cur` in `ref` (both (h, w) int64 luma) → (mv (nby, nbx, 2), cost)."""
+    """Best quarter-pel vector per block of `cur` in `ref` (both (h, w) int64 luma; `ref_up` = ref
+    upsampled with the stream's filter) → (mv (nby, nbx, 2), cost)."""
     h, w = cur.shape
     nby, nbx = -(-h // block), -(-w // block)
     # 1. integer search at 1/4 resolution over ±radius, then ±2 at full resolution, then half and quarter pel
@@ -181,10 +212,11 @@ def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: 
     best = torch.full((-(-cs.shape[0] // b4), -(-cs.shape[1] // b4)), float("inf"), dtype=torch.float64)
     best_mv = torch.zeros(*best.shape, 2, dtype=torch.int64)
     zero = torch.zeros(*best.shape, 2, dtype=torch.int64)
+    rs_up = upsample(rs, False)  # integer vectors only: every filter gives the samples themselves
     for dy in range(-r4, r4 + 1):
         for dx in range(-r4, r4 + 1):
             mv = zero + torch.tensor([dy * 4, dx * 4])  # quarter-pel at 1/4 res = integer pel
-            pred = compensate(rs, _pixel_mv(mv, b4, *cs.shape), 2)
+            pred = compensate(rs_up, _pixel_mv(mv, b4, *cs.shape))
             cost = _block_sad(cs, pred, b4) + lam * (abs(dy) + abs(dx)) * 0.25
             better = cost < best
             best = torch.where(better, cost, best)
@@ -201,7 +233,7 @@ def _search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: 
         for dy in range(-rad, rad + 1):
             for dx in range(-rad, rad + 1):
                 cand = base + torch.tensor([dy * step, dx * step])
-                pred = compensate(ref, _pixel_mv(cand, block, h, w), 2)
+                pred = compensate(ref_up, _pixel_mv(cand, block, h, w))
                 c = _block_sad(cur, pred, block) / 16.0 + lam * (cand - centre).abs().sum(-1) / 4.0
                 if cost is None:
                     cost, mv = c, cand
@@ -219,7 +251,7 @@ def _neighbour_median(mv: torch.Tensor) -> torch.Tensor:
     return nb.median(0).values.permute(1, 2, 0)
 
 
-def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, lam: float,
+def _smooth(cur: torch.Tensor, ref: Upsampled, mv: torch.Tensor, block: int, lam: float,
             passes: int = 2, unit: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Pull vectors towards their neighbours' median where that costs little SAD (cheaper to code)."""
     h, w = cur.shape
@@ -229,7 +261,7 @@ def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, 
         cands = [mv, pred] + [pred + unit * torch.tensor(o) for o in ((0, 1), (0, -1), (1, 0), (-1, 0))]
         best, cost = None, None
         for cand in cands:
-            pr = compensate(ref, _pixel_mv(cand, block, h, w), 2)
+            pr = compensate(ref, _pixel_mv(cand, block, h, w))
             c = _block_sad(cur, pr, block) / 16.0 + lam * (cand - pred).abs().sum(-1) / 4.0
             if cost is None:
                 best, cost = cand, c
@@ -242,22 +274,23 @@ def _smooth(cur: torch.Tensor, ref: torch.Tensor, mv: torch.Tensor, block: int, 
 
 
 def estimate_level(odd: torch.Tensor, even: torch.Tensor, level: int, block: int, lam: float,
-                   subpel: int = 2) -> list[Field]:
+                   subpel: int = 2, interp: int = 0) -> list[Field]:
     """Motion fields of one temporal level: each odd frame (m, H, W) int64 luma against the even frames
     around it (n_lo, H, W) (the right one absent past the end: left only); vectors in quarter-pel units on
     a grid of 4 >> subpel (subpel 0: integer pel, 1: half, 2: quarter)."""
     unit = 4 >> subpel
     radius = min(32, 8 << level)
     fields = []
+    ups = [upsample(even[i], False, interp) for i in range(min(even.shape[0], odd.shape[0] + 1))]
     for i in range(odd.shape[0]):
-        mv_l, c_l = _smooth(odd[i], even[i], _search(odd[i], even[i], block, radius, lam, subpel)[0], block, lam,
-                            unit=unit)
+        mv_l, c_l = _smooth(odd[i], ups[i], _search(odd[i], even[i], ups[i], block, radius, lam, subpel)[0], block,
+                            lam, unit=unit)
         if i + 1 < even.shape[0]:
-            mv_r, c_r = _smooth(odd[i], even[i + 1], _search(odd[i], even[i + 1], block, radius, lam, subpel)[0],
-                                block, lam, unit=unit)
+            mv_r, c_r = _smooth(odd[i], ups[i + 1], _search(odd[i], even[i + 1], ups[i + 1], block, radius, lam,
+                                                            subpel)[0], block, lam, unit=unit)
             h, w = odd[i].shape
-            bi = (compensate(even[i], _pixel_mv(mv_l, block, h, w), 2)
-                  + compensate(even[i + 1], _pixel_mv(mv_r, block, h, w), 2) + 1) >> 1
+            bi = (compensate(ups[i], _pixel_mv(mv_l, block, h, w))
+                  + compensate(ups[i + 1], _pixel_mv(mv_r, block, h, w)) + 1) >> 1
             c_b = _block_sad(odd[i], bi, block) / 16.0
             mode = torch.where((c_b <= c_l) & (c_b <= c_r), 0, torch.where(c_l <= c_r, 1, 2))
         else:

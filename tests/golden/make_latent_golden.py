@@ -1,5 +1,5 @@
-"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params4.pgv`,
-and its pinned MD5s `tests/golden/latent_v1_params4.json`.
+"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params5.pgv`,
+and its pinned MD5s `tests/golden/latent_v1_params5.json`.
 
     .venv/bin/python tests/golden/make_latent_golden.py
 
@@ -15,7 +15,8 @@ streams already archived must keep decoding to the same pixels.
 The streams of older versions hold the same content and are never regenerated: `latent_v1.pgv` (version 1,
 commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma), `latent_v1_params2.pgv`
 (version 2, commit a7aeb50: `mvcode` motion coding, per-GOP chroma upsampler, no overlapped blocks) and
-`latent_v1_params3.pgv` (version 3, commit ab42fe3: overlapped blocks, no spread offsets).
+`latent_v1_params3.pgv` (version 3, commit ab42fe3: overlapped blocks, no spread offsets) and
+`latent_v1_params4.pgv` (version 4, commit 5d33d2d: spread offsets, bilinear motion interpolation).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GOLDEN = ROOT / "tests" / "golden"
-STREAM = GOLDEN / "latent_v1_params4.pgv"
-PINS = GOLDEN / "latent_v1_params4.json"
+STREAM = GOLDEN / "latent_v1_params5.pgv"
+PINS = GOLDEN / "latent_v1_params5.json"
 SOURCE = ROOT / "samples" / "sam2_dog.mp4"
 X0, Y0, W, H = 160, 64, 176, 128
 GOPS = ((0, 4), (4, 2))
