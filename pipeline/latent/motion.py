@@ -3,9 +3,9 @@
 At each temporal level the odd frames are predicted from the even ones around them: per B×B block
 (luma; B/2 chroma) a mode — 0 both neighbours averaged, 1 left only, 2 right only — and vectors to the
 left and right frames. The high frame is odd − prediction and the low frames are the even frames (no
-update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is integer bilinear
-interpolation (1/4 pel luma, 1/8 pel chroma; bilinear, or since parameter block v5 HEVC-style 8/4-tap
-filters) with edge clamping. The loop is closed: the encoder
+update step), so the layout is the 5/3's ([L_J, H_J, …, H_1]). Prediction is integer interpolation
+(1/4 pel luma, 1/8 pel chroma; bilinear, or since parameter block v5 HEVC-style 8/4-tap filters) with
+edge clamping. The loop is closed: the encoder
 (`gop.analyse`) predicts from the frames as the decoder rebuilds them (`inverse_mctf`), so a
 reference's quantisation error is corrected by the frames predicted from it, not passed on.
 
