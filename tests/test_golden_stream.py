@@ -24,10 +24,11 @@ The latent streams (the default model latent-v1, fidelity 60, effort fast: a 96x
 samples/sam2_dog.mp4, 176x128 from version 4 on, 2 GOPs) have their decoded-pixel MD5 per K pinned in a JSON
 beside them, one stream per parameter-block version: `latent_v1.pgv` (version 1), `latent_v1_params2.pgv`
 (version 2: motion coding of `pipeline.latent.mvcode`, per-GOP chroma upsampler), `latent_v1_params3.pgv`
-(version 3: overlapped-block motion compensation) and `latent_v1_params4.pgv` (version 4: spread offsets per
-band class) and `latent_v1_params5.pgv` (version 5: sharp motion interpolation); older ones are never
-regenerated. The decoder is integer throughout, so they hold on any machine. A
-new version gets a new stream from `.venv/bin/python tests/golden/make_latent_golden.py`; the older ones stay.
+(version 3: overlapped-block motion compensation), `latent_v1_params4.pgv` (version 4: spread offsets per
+band class), `latent_v1_params5.pgv` (version 5: sharp motion interpolation) and `latent_v1_params6.pgv`
+(version 6: temporal step weights); older ones are never regenerated. The decoder is integer throughout,
+so they hold on any machine. A new version gets a new stream from
+`.venv/bin/python tests/golden/make_latent_golden.py`; the older ones stay.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import pytest
 GOLDEN = Path(__file__).resolve().parent / "golden"
 MODEL = "93d29d4227e6bce7"  # models/progvc.pt, the shipped VQ model
 STREAMS = {"vq_plain.pgv": None, "vq_keyframe.pgv": 4}  # name -> frame scales (keyframe mode)
+T_WEIGHTS_PINNED = 1  # temporal step weights latent_v1_params6.pgv was written with (gop.T_WEIGHTS_Q16)
 W, H = 288, 128
 
 # md5 of the decoded frames (T, H, W, 3) uint8 with --predict argmax, per number of layers K = 1..10
@@ -158,7 +160,7 @@ def test_golden_stream_decodes_to_pinned_pixels(name):
 
 @pytest.mark.parametrize("pins_name, version", [("latent_v1.json", 1), ("latent_v1_params2.json", 2),
                                                 ("latent_v1_params3.json", 3), ("latent_v1_params4.json", 4),
-                                                ("latent_v1_params5.json", 5)])
+                                                ("latent_v1_params5.json", 5), ("latent_v1_params6.json", 6)])
 def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, version):
     """Each committed latent-v1 stream (one per parameter-block version) decodes, through the stream API and
     the model the header names, to the pinned pixels at every K; `progvc info` shows its encoder settings."""
@@ -184,6 +186,7 @@ def test_latent_golden_stream_decodes_to_pinned_pixels(capsys, pins_name, versio
     if version == 4:  # GOP 0 codes spread offsets, the 2-frame GOP 1 is cheaper without: both paths pinned
         assert [bool(p.spread_off) for p in params] == [True, False]
     assert {p.interp for p in params} == {int(version >= 5)}  # sharp motion interpolation from version 5
+    assert {p.t_weights for p in params} == {T_WEIGHTS_PINNED if version >= 6 else 0}  # the stream's weights
     got = [_md5(decode_video(path, scales=k, predict="argmax", progress=False))
            for k in range(1, stream.n_layers + 1)]
     assert got == pins["pixels_md5"], "the latent decoder's output changed: a format break for archived streams"

@@ -12,6 +12,7 @@ from pipeline.latent import mvcode
 from pipeline.latent.codec import PARAM_VERSION, GopParams, LatentCodec
 from pipeline.latent.coder import SymbolDecoder, SymbolEncoder, pack_ints
 from pipeline.latent.colour import CHROMA_UP, planes_to_rgb, rgb_to_planes
+from pipeline.latent.gop import T_WEIGHTS_Q16
 from pipeline.latent.motion import Field, predict, upsample
 
 
@@ -92,17 +93,19 @@ def test_chroma_upsampler_choice_follows_the_source():
 
 
 def test_parameter_block_versions():
-    """The current block round trips with the chroma upsampler, three motion spreads, the OBMC flag and the
-    spread offsets;
-    only the current version is written; an unknown version is refused."""
+    """The current block round trips with the chroma upsampler, three motion spreads, the OBMC flag, the
+    spread offsets, the motion interpolation and the temporal step weights; only the current version is
+    written; an unknown version and out-of-range fields are refused."""
     arm = [torch.zeros(s, dtype=torch.int64) for s in ((2, 27), (2,), (2, 2), (2,), (2, 2), (2,))]
-    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1, obmc=1, spread_off=(0, -3, 7, 32, -32))
+    p = GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, chroma_up=1, obmc=1, spread_off=(0, -3, 7, 32, -32),
+                  interp=1, t_weights=2)
     data = p.to_bytes()
     q, used = GopParams.parse(data)
-    assert (q.version, q.chroma_up, q.mv_spread, q.obmc, q.spread_off, used) == (
-        PARAM_VERSION, 1, (3, 4, 5), 1, (0, -3, 7, 32, -32), len(data))
-    with pytest.raises(ValueError, match="out of range"):
-        GopParams.parse(GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, spread_off=(33,)).to_bytes())
+    assert (q.version, q.chroma_up, q.mv_spread, q.obmc, q.spread_off, q.interp, q.t_weights, used) == (
+        PARAM_VERSION, 1, (3, 4, 5), 1, (0, -3, 7, 32, -32), 1, 2, len(data))
+    for bad in ({"spread_off": (33,)}, {"t_weights": len(T_WEIGHTS_Q16)}, {"interp": 2}):
+        with pytest.raises(ValueError, match="out of range"):
+            GopParams.parse(GopParams(4096, 2, 0, 2, 32, 2, (3, 4, 5), 9, 6, arm, **bad).to_bytes())
     with pytest.raises(ValueError, match=f"only parameter block version {PARAM_VERSION}"):
         GopParams(4096, 2, 0, 2, 32, 2, (3, 4), 9, 6, arm, version=1).to_bytes()
     with pytest.raises(ValueError, match="version 7 unknown"):

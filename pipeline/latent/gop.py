@@ -113,9 +113,21 @@ def step_arm(geo: Geometry, q: list[torch.Tensor], st: Step, t_levels: torch.Ten
     return mu, frac, spread, pos
 
 
-def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list[int]]:
+# temporal step weights (Q16, (low, high) per temporal level), chosen per GOP by the parameter block's
+# `t_weights` (version 6; older blocks: 0): 0 = NORM_PRED_Q16, the predict-only lifting's synthesis norms;
+# 1 = those norms ^1.25 and 2 = ^1.5 (rounded once, here), finer steps for the frames others predict from
+T_WEIGHTS_Q16 = (
+    NORM_PRED_Q16,
+    ((84438, 65536), (123328, 84438), (187485, 123328), (288090, 187485), (443889, 288090)),
+    ((88828, 65536), (139952, 88828), (231347, 139952), (387381, 231347), (650779, 387381)),
+)
+
+
+def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int, t_weights: int = 0) -> list[list[int]]:
     """Quantiser step (1/256 coefficient units) per (band index, temporal index): the luma step (1/256 of
-    a 1/16 code value) divided by the band's synthesis norm; chroma steps scaled by chroma_step_q2 / 4."""
+    a 1/16 code value) divided by the band's spatial synthesis norm and its temporal weight
+    (`T_WEIGHTS_Q16[t_weights]`); chroma steps scaled by chroma_step_q2 / 4."""
+    norms = T_WEIGHTS_Q16[t_weights]
     tj = dwt.t_levels(geo.frames)
     tl = dwt.t_band_level(geo.frames)
     out = []
@@ -125,7 +137,7 @@ def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list
         nc = lo_hi[0] if b.orient in (0, 2) else lo_hi[1]
         per_t = []
         for t in range(geo.frames):
-            nt = 1 << 16 if tj == 0 else (NORM_PRED_Q16[tj - 1][0] if tl[t] == 0 else NORM_PRED_Q16[tl[t] - 1][1])
+            nt = 1 << 16 if tj == 0 else (norms[tj - 1][0] if tl[t] == 0 else norms[tl[t] - 1][1])
             s = (step_q8 << 48) // (nt * nr * nc)
             if b.plane:
                 s = s * chroma_step_q2 // 4
@@ -134,9 +146,9 @@ def band_steps_q8(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[list
     return out
 
 
-def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int) -> list[torch.Tensor]:
-    """Per plane (T, h, w) int64 quantiser steps laid out like the coefficients."""
-    st = band_steps_q8(geo, step_q8, chroma_step_q2)
+def step_tensors(geo: Geometry, step_q8: int, chroma_step_q2: int, t_weights: int = 0) -> list[torch.Tensor]:
+    """Per plane (T, h, w) int64 quantiser steps laid out like the coefficients (`band_steps_q8`)."""
+    st = band_steps_q8(geo, step_q8, chroma_step_q2, t_weights)
     out = []
     for p in range(3):
         h, w = geo.plane_shape(p)

@@ -1,5 +1,5 @@
-"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params5.pgv`,
-and its pinned MD5s `tests/golden/latent_v1_params5.json`.
+"""Write the latent golden stream of the current parameter-block version, `tests/golden/latent_v1_params6.pgv`,
+and its pinned MD5s `tests/golden/latent_v1_params6.json`.
 
     .venv/bin/python tests/golden/make_latent_golden.py
 
@@ -16,7 +16,8 @@ The streams of older versions hold the same content and are never regenerated: `
 commit 96c0dd1: motion coded by `motion.field_symbols`, bilinear chroma), `latent_v1_params2.pgv`
 (version 2, commit a7aeb50: `mvcode` motion coding, per-GOP chroma upsampler, no overlapped blocks) and
 `latent_v1_params3.pgv` (version 3, commit ab42fe3: overlapped blocks, no spread offsets) and
-`latent_v1_params4.pgv` (version 4, commit 5d33d2d: spread offsets, bilinear motion interpolation).
+`latent_v1_params4.pgv` (version 4, commit 5d33d2d: spread offsets, bilinear motion interpolation) and
+`latent_v1_params5.pgv` (version 5, commit 69b5dfa: sharp motion interpolation, temporal step weights 0).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GOLDEN = ROOT / "tests" / "golden"
-STREAM = GOLDEN / "latent_v1_params5.pgv"
-PINS = GOLDEN / "latent_v1_params5.json"
+STREAM = GOLDEN / "latent_v1_params6.pgv"
+PINS = GOLDEN / "latent_v1_params6.json"
 SOURCE = ROOT / "samples" / "sam2_dog.mp4"
 X0, Y0, W, H = 160, 64, 176, 128
 GOPS = ((0, 4), (4, 2))
