@@ -129,8 +129,8 @@ def test_overlapped_blocks_blend_only_where_motion_differs(chroma, interp):
     blended = predict(ref_l, ref_r, mixed, block, chroma, True)
     assert not torch.equal(predict(ref_l, ref_r, mixed, block, chroma), blended)
     if not interp:  # bilinear only interpolates and averages (sharp filters may overshoot)
-        lo = min(int(ref_l.sums[0, 0].min()), int(ref_r.sums[0, 0].min())) // 4096
-        hi = max(int(ref_l.sums[0, 0].max()), int(ref_r.sums[0, 0].max())) // 4096
+        lo = min(int(ref_l.sr.min()), int(ref_r.sr.min())) // 4096
+        hi = max(int(ref_l.sr.max()), int(ref_r.sr.max())) // 4096
         assert lo <= int(blended.min()) and int(blended.max()) <= hi
 
 

@@ -57,14 +57,27 @@ INTERP_NAMES = ("bilinear", "sharp")
 
 @dataclass(frozen=True)
 class Upsampled:
-    """A reference plane (h, w) interpolated at every 1/2^f position: `sums` (phase_x, phase_y, h, w)
-    float64 holds the integer filter sums in 1/4096 (exact: integers far below 2^53); samples round
-    them to nearest. Positions are clamped to the plane, so vectors may point outside it."""
+    """A reference plane (h, w) interpolated at every 1/2^f position, as a picture 2^f times finer: `sr`
+    (h·2^f, w·2^f) float64, sr[i·2^f + a, j·2^f + b] = the integer filter sum in 1/4096 at (i + a/2^f,
+    j + b/2^f) (exact: integers far below 2^53); samples round them to nearest. Positions are clamped to
+    the plane, so vectors may point outside it."""
 
-    sums: torch.Tensor
+    sr: torch.Tensor
     h: int
     w: int
     frac_bits: int
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        """int32 where every flat position of `sr` fits (cheaper gathers), else int64."""
+        return torch.int32 if self.sr.numel() < 1 << 31 else torch.int64
+
+    def vectors(self, mv: torch.Tensor) -> torch.Tensor:
+        """Vectors (..., 2) in 1/2^f pel as `index_dtype`, each component clamped to ±the plane's extent
+        (the sampled positions, clamped to the plane, are the same)."""
+        one = 1 << self.frac_bits
+        lim = torch.tensor([self.h * one, self.w * one])
+        return torch.maximum(torch.minimum(mv, lim), -lim).to(self.index_dtype)
 
 
 def upsample(ref: torch.Tensor, chroma: bool, interp: int = 0) -> Upsampled:
@@ -73,60 +86,64 @@ def upsample(ref: torch.Tensor, chroma: bool, interp: int = 0) -> Upsampled:
     off, taps = FILTERS[interp][int(chroma)]
     h, w = ref.shape
     n, k = len(taps), len(taps[0])
-    kern = torch.tensor(taps, dtype=torch.float64)
-    x = F.pad(ref.double()[None, None], (-off, k - 1 + off, -off, k - 1 + off), mode="replicate")
-    hx = F.conv2d(x, kern.view(n, 1, 1, k))  # (1, phase_x, h + k - 1, w)
-    v = F.conv2d(hx.view(n, 1, h + k - 1, w), kern.view(n, 1, k, 1))  # (phase_x, phase_y, h, w)
-    return Upsampled(v, h, w, n.bit_length() - 1)
+    kern = torch.tensor(taps, dtype=torch.float64)  # (phase, tap)
+    x = F.pad(ref.double()[None, None], (-off, k - 1 + off, -off, k - 1 + off), mode="replicate")[0, 0]
+    hx = (x.unfold(1, k, 1) @ kern.T).reshape(h + k - 1, w * n)  # columns (w, phase_x)
+    sr = kern @ hx.unfold(0, k, 1).permute(0, 2, 1)  # (h, phase_y, w · phase_x)
+    return Upsampled(sr.reshape(h * n, w * n), h, w, n.bit_length() - 1)
 
 
 def compensate(ref: Upsampled, mv_px: torch.Tensor) -> torch.Tensor:
     """ref sampled at (i + mv_y / 2^f, j + mv_x / 2^f) for every pixel (i, j), mv_px (h, w, 2) → (h, w) int64."""
-    pi, pj = _pixel_grid(ref.h, ref.w)
-    return _compensate_at(ref, pi, pj, mv_px.reshape(-1, 2)).view(ref.h, ref.w)
+    pi, pj = _pixel_grid(ref.h, ref.w, ref.index_dtype)
+    return _compensate_at(ref, pi, pj, ref.vectors(mv_px.reshape(-1, 2))).view(ref.h, ref.w)
 
 
 @functools.lru_cache(maxsize=64)
-def _pixel_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pixel_grid(h: int, w: int, dtype: torch.dtype = torch.int64) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column index (h·w,) of every pixel, raster order (shared: never written to)."""
-    return torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+    return torch.arange(h, dtype=dtype).repeat_interleave(w), torch.arange(w, dtype=dtype).repeat(h)
 
 
 def _compensate_at(ref: Upsampled, pi: torch.Tensor, pj: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
-    """ref sampled at (pi + mv_y / 2^f, pj + mv_x / 2^f) for pixels (pi, pj) (n,) and vectors mv (n, 2),
-    positions clamped to the plane → (n,) int64 (`compensate` is this over every pixel)."""
+    """ref sampled at (pi + mv_y / 2^f, pj + mv_x / 2^f) for pixels (pi, pj) (n,) and vectors mv (n, 2)
+    (`Upsampled.vectors`), all `ref.index_dtype`, positions clamped to the plane → (n,) int64 (`compensate`
+    is this over every pixel)."""
     f, h, w = ref.frac_bits, ref.h, ref.w
     one = 1 << f
     py = (pi * one + mv[:, 0]).clamp_(0, (h - 1) * one)
     px = (pj * one + mv[:, 1]).clamp_(0, (w - 1) * one)
-    at = (((px & (one - 1)) * one + (py & (one - 1))) * h + (py >> f)) * w + (px >> f)
-    s = ref.sums.reshape(-1).index_select(0, at)
+    s = ref.sr.view(-1).index_select(0, py.mul_(w * one).add_(px))
     return torch.floor_(s.add_(2048.0).div_(4096.0)).to(torch.int64)
 
 
 def _predict_px(left: Upsampled, right: Upsampled | None, fld: Field, iy: torch.Tensor, ix: torch.Tensor
                 ) -> torch.Tensor:
-    """Prediction (h, w) where pixel (i, j) uses the mode and vectors of block (iy[i], ix[j])."""
-    pl = compensate(left, fld.mv_l[iy[:, None], ix[None, :]])
+    """Prediction (h, w) where pixel (i, j) uses the mode and vectors of block (iy[i], ix[j]) (vectors
+    `Upsampled.vectors`)."""
+    h, w = left.h, left.w
+    pi, pj = _pixel_grid(h, w, left.index_dtype)
+    pl = _compensate_at(left, pi, pj, fld.mv_l[iy[:, None], ix[None, :]].reshape(-1, 2)).view(h, w)
     if right is None:
         return pl
-    pr = compensate(right, fld.mv_r[iy[:, None], ix[None, :]])
+    pr = _compensate_at(right, pi, pj, fld.mv_r[iy[:, None], ix[None, :]].reshape(-1, 2)).view(h, w)
     mode = fld.mode[iy[:, None], ix[None, :]]
     bi = (pl + pr + 1) >> 1
     return torch.where(mode == 1, pl, torch.where(mode == 2, pr, bi))
 
 
-def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _overlap_axis(n: int, b: int, nb: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For pixels 0..n-1 of an axis cut in blocks of b: the two nearest block centres (indices clamped to
-    0..nb-1) and the weight of the second in 1/(2b) (triangular windows of width 2b)."""
+    0..nb-1), the weight of the second in 1/(2b) (triangular windows of width 2b) and the pair's index
+    0..nb (the first centre's unclamped index + 1)."""
     v = 2 * torch.arange(n) + 1 - b  # 2b × (position relative to block 0's centre)
     i0 = torch.div(v, 2 * b, rounding_mode="floor")
-    return i0.clamp(0, nb - 1), (i0 + 1).clamp(0, nb - 1), v - 2 * b * i0
+    return i0.clamp(0, nb - 1), (i0 + 1).clamp(0, nb - 1), v - 2 * b * i0, i0 + 1
 
 
 def _predict_at(left: Upsampled, right: Upsampled | None, fld: Field, by: torch.Tensor, bx: torch.Tensor,
                 pi: torch.Tensor, pj: torch.Tensor) -> torch.Tensor:
-    """`_predict_px` at the pixels (pi, pj) (n,) only, pixel k using block (by[k], bx[k])."""
+    """`_predict_px` at the pixels (pi, pj) (n,) (`index_dtype`) only, pixel k using block (by[k], bx[k])."""
     pl = _compensate_at(left, pi, pj, fld.mv_l[by, bx])
     if right is None:
         return pl
@@ -144,24 +161,26 @@ def predict(left: Upsampled, right: Upsampled | None, fld: Field, block: int, ch
     h, w = left.h, left.w
     b = block // 2 if chroma else block
     nby, nbx = fld.mode.shape
+    fld = Field(fld.mode, left.vectors(fld.mv_l), left.vectors(fld.mv_r))
     if not obmc:
         return _predict_px(left, right, fld, torch.arange(h) // b, torch.arange(w) // b)
-    y0, y1, wy = _overlap_axis(h, b, nby)
-    x0, x1, wx = _overlap_axis(w, b, nbx)
+    y0, y1, wy, qy = _overlap_axis(h, b, nby)
+    x0, x1, wx, qx = _overlap_axis(w, b, nbx)
     out = _predict_px(left, right, fld, y0, x0)
-    # where the four blocks move alike the blend is that prediction exactly: blend only elsewhere
+    # where the four blocks move alike the blend is that prediction exactly: blend only elsewhere. Block
+    # quads (qy, qx) = blocks (qy - 1, qy) × (qx - 1, qx), clamped: does any of the four move differently?
     motion = torch.cat([fld.mode[..., None], fld.mv_l, fld.mv_r], -1)  # (nby, nbx, 5)
-    key = torch.unique(motion.reshape(-1, 5), dim=0, return_inverse=True)[1].view(nby, nbx)  # one id per motion
-    k00 = key[y0[:, None], x0[None, :]]
-    differ = ((key[y0[:, None], x1[None, :]] != k00) | (key[y1[:, None], x0[None, :]] != k00)
-              | (key[y1[:, None], x1[None, :]] != k00))
-    pi, pj = torch.nonzero(differ, as_tuple=True)
+    m = motion[torch.arange(-1, nby + 1).clamp(0, nby - 1)][:, torch.arange(-1, nbx + 1).clamp(0, nbx - 1)]
+    c = m[:-1, :-1]
+    quad_differs = (m[:-1, 1:] != c).any(-1) | (m[1:, :-1] != c).any(-1) | (m[1:, 1:] != c).any(-1)
+    pi, pj = torch.nonzero(quad_differs[qy[:, None], qx[None, :]], as_tuple=True)
     if not len(pi):
         return out
     wy, wx = wy[pi], wx[pj]
-    acc = (2 * b - wy) * ((2 * b - wx) * out[pi, pj] + wx * _predict_at(left, right, fld, y0[pi], x1[pj], pi, pj))
-    acc += wy * ((2 * b - wx) * _predict_at(left, right, fld, y1[pi], x0[pj], pi, pj)
-                 + wx * _predict_at(left, right, fld, y1[pi], x1[pj], pi, pj))
+    qi, qj = pi.to(left.index_dtype), pj.to(left.index_dtype)
+    acc = (2 * b - wy) * ((2 * b - wx) * out[pi, pj] + wx * _predict_at(left, right, fld, y0[pi], x1[pj], qi, qj))
+    acc += wy * ((2 * b - wx) * _predict_at(left, right, fld, y1[pi], x0[pj], qi, qj)
+                 + wx * _predict_at(left, right, fld, y1[pi], x1[pj], qi, qj))
     sh = 2 * (2 * b).bit_length() - 2  # log2(4b²)
     out[pi, pj] = (acc + (1 << (sh - 1))) >> sh
     return out

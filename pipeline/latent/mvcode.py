@@ -24,27 +24,33 @@ import torch
 from pipeline.latent.motion import MODE_SYMBOL, Field, causal_pred, mode_from_symbol
 
 
-def _causal(x: np.ndarray, i: int, j: int, k: int) -> int:
-    """`motion.causal_pred` of component k at (i, j) of x (nby, nbx, 2): median of left, up, up-right."""
-    return int(causal_pred(x, i, j)[k])
+def _causal(x: list[list[list[int]]], i: int, j: int, k: int) -> int:
+    """`motion.causal_pred` of component k at (i, j) of x (nested lists (nby, nbx, 2)): median of left, up,
+    up-right."""
+    return causal_pred(x, i, j)[k]
 
 
 def _walk(shape: tuple[int, int], coded: np.ndarray, pred: Callable[[np.ndarray, int, int, int], int],
           fill: Callable[[np.ndarray, int, int, int], int], step: Callable[[int, int, int, int], int]
           ) -> np.ndarray:
     """Raster walk over a (nby, nbx, 2) field: at coded blocks x = pred + step(i, j, k, pred), elsewhere
-    x = fill. `step` returns the value (encoder: the true one; decoder: pred + the next residual)."""
-    x = np.zeros((*shape, 2), dtype=np.int64)
+    x = fill. `step` returns the value (encoder: the true one; decoder: pred + the next residual). `pred` and
+    `fill` read the field walked so far as nested lists; returns it as (nby, nbx, 2) int64."""
+    x = [[[0, 0] for _ in range(shape[1])] for _ in range(shape[0])]
+    is_coded = coded.tolist()
     for i in range(shape[0]):
         for j in range(shape[1]):
+            v = x[i][j]
             for k in range(2):
-                x[i, j, k] = step(i, j, k, pred(x, i, j, k)) if coded[i, j] else fill(x, i, j, k)
-    return x
+                v[k] = step(i, j, k, pred(x, i, j, k)) if is_coded[i][j] else fill(x, i, j, k)
+    return np.array(x, dtype=np.int64).reshape(*shape, 2)
 
 
-def _right_pred(flag: int, mode: np.ndarray, left: np.ndarray) -> Callable[[np.ndarray, int, int, int], int]:
-    def pred(x: np.ndarray, i: int, j: int, k: int) -> int:
-        return -int(left[i, j, k]) if flag and mode[i, j] == 0 else _causal(x, i, j, k)
+def _right_pred(flag: int, mode: np.ndarray, left: np.ndarray) -> Callable[[list, int, int, int], int]:
+    mode_l, left_l = mode.tolist(), left.tolist()
+
+    def pred(x: list[list[list[int]]], i: int, j: int, k: int) -> int:
+        return -left_l[i][j][k] if flag and mode_l[i][j] == 0 else _causal(x, i, j, k)
 
     return pred
 
@@ -66,7 +72,8 @@ def encode_field(f: Field, unit: int) -> tuple[list[tuple[int, torch.Tensor]], F
     mode = f.mode.numpy()
     left_t, right_t = f.mv_l.numpy() // unit, f.mv_r.numpy() // unit
     left, res_l = _code(left_t, mode != 2, _causal, _causal)
-    fill_r = lambda x, i, j, k: -int(left[i, j, k])  # noqa: E731
+    left_l = left.tolist()
+    fill_r = lambda x, i, j, k: -left_l[i][j][k]  # noqa: E731
     best = None
     for flag in (0, 1):
         right, res_r = _code(right_t, mode != 1, _right_pred(flag, mode, left), fill_r)
@@ -105,6 +112,7 @@ def decode_field(take: Callable[[int, int], torch.Tensor], shape: tuple[int, int
         return lambda i, j, k, p: p + next(it)
 
     left = _walk(shape, mode != 2, _causal, _causal, reader(1, int((mode != 2).sum())))
-    right = _walk(shape, mode != 1, _right_pred(flag, mode, left), lambda x, i, j, k: -int(left[i, j, k]),
+    left_l = left.tolist()
+    right = _walk(shape, mode != 1, _right_pred(flag, mode, left), lambda x, i, j, k: -left_l[i][j][k],
                   reader(2, int((mode != 1).sum())))
     return Field(mode_t, torch.from_numpy(left * unit), torch.from_numpy(right * unit))
