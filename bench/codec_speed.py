@@ -7,7 +7,8 @@ Frames: 448×256, the first `--frames` (16) of ../shared/data/clips/train/sam2_d
 samples/sam2_dog.mp4 (any other `--clip` is scaled to cover 448×256 and centre-cropped). The latent codec codes
 them as one GOP at `--fidelity` (60) per effort and decodes all layers (K = N) through the stream API; x265
 (libx265 via PyAV, the rules of `progvc eval`: GOP = the frames, no scene cut, closed GOP) encodes the same frames
-at `--crf` and is decoded by FFmpeg's hevc decoder. Reported: frames/s of each, bpp, PSNR-Y, and the ratios
+at `--crf` and is decoded by FFmpeg's hevc decoder; each decode runs `--repeats` (3) times and the median counts
+(the first latent decode pays one-time set-up). Reported: frames/s of each, bpp, PSNR-Y, and the ratios
 latent ÷ x265 (ratios, not absolute times, are what carries over between machines: this one is shared).
 Threads: torch uses `--threads` (default 1, as `progvc encode` and the 1-CPU codec actors), x265 its own default
 pool (every core): the ratios compare what each runs with by default.
@@ -60,7 +61,17 @@ def frames_448x256(path: Path, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
-def bench_latent(frames: np.ndarray, effort: str, fidelity: float) -> dict:
+def _median_time(fn, repeats: int) -> tuple[float, list[float], object]:
+    """(median seconds, every run's seconds, the last result) of `repeats` calls of fn()."""
+    runs, out = [], None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        runs.append(time.perf_counter() - t0)
+    return float(np.median(runs)), runs, out
+
+
+def bench_latent(frames: np.ndarray, effort: str, fidelity: float, repeats: int = 3) -> dict:
     from pipeline.latent import configured
     from pipeline.metrics import psnr_y
     from pipeline.pgv import GopEntry, PgvStream
@@ -73,26 +84,24 @@ def bench_latent(frames: np.ndarray, effort: str, fidelity: float) -> dict:
     enc_s = time.perf_counter() - t0
     header = build_header(codec, W, H, [GopEntry(0, t, True)], 25, encoder=encoder_settings(codec))
     stream = PgvStream.from_gops(header, [enc.chunks])
-    t0 = time.perf_counter()
-    dec = np.stack(list(iter_decoded(stream, codec)))
-    dec_s = time.perf_counter() - t0
+    dec_s, runs, dec = _median_time(lambda: np.stack(list(iter_decoded(stream, codec))), repeats)
     bits = 8 * sum(len(c) for c in enc.chunks)
     return {"codec": "latent", "effort": effort, "fidelity": fidelity, "frames": t, "encode_s": enc_s,
-            "decode_s": dec_s, "encode_fps": t / enc_s, "decode_fps": t / dec_s, "bpp": bits / (t * W * H),
+            "decode_s": dec_s, "decode_runs_s": runs, "encode_fps": t / enc_s, "decode_fps": t / dec_s,
+            "bpp": bits / (t * W * H),
             "psnr_y": float(np.mean(psnr_y(frames, dec))), "layers": len(enc.chunks)}
 
 
-def bench_x265(frames: np.ndarray, preset: str, crf: int) -> dict:
+def bench_x265(frames: np.ndarray, preset: str, crf: int, repeats: int = 3) -> dict:
     from pipeline.evaluate import refcodecs
     from pipeline.metrics import psnr_y
 
     t = len(frames)
     enc = refcodecs.encode(frames, "x265", preset, crf, gop=t)
-    t0 = time.perf_counter()
-    dec = refcodecs.decode(enc, W, H)
-    dec_s = time.perf_counter() - t0  # includes the conversion back to RGB, as ours includes colour conversion
+    # includes the conversion back to RGB, as ours includes colour conversion
+    dec_s, runs, dec = _median_time(lambda: refcodecs.decode(enc, W, H), repeats)
     return {"codec": "x265", "preset": preset, "crf": crf, "frames": t, "encode_s": enc.encode_s,
-            "decode_s": dec_s, "encode_fps": t / enc.encode_s, "decode_fps": t / dec_s,
+            "decode_s": dec_s, "decode_runs_s": runs, "encode_fps": t / enc.encode_s, "decode_fps": t / dec_s,
             "bpp": enc.bits / (t * W * H), "psnr_y": float(np.mean(psnr_y(frames, dec)))}
 
 
@@ -141,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the latent codec (default 1, as the codec actors and `progvc encode` run "
                         "on this machine; more threads were slower on the shared 2-core machine)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="decodes per codec; the median is reported (the first run pays one-time set-up)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "codec_speed"),
                    help="output path without suffix (.json and .png are written)")
     a = p.parse_args(argv)
@@ -158,19 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{clip}: {len(frames)} frames {W}x{H}, torch threads {a.threads}", flush=True)
     x265 = []
     for preset in X265_PRESETS:
-        x265.append(bench_x265(frames, preset, a.crf))
+        x265.append(bench_x265(frames, preset, a.crf, a.repeats))
         r = x265[-1]
         print(f"  x265 {preset:6s} enc {r['encode_fps']:8.2f} fps  dec {r['decode_fps']:8.2f} fps  bpp {r['bpp']:.4f}"
               f"  PSNR-Y {r['psnr_y']:.2f}", flush=True)
     latent = []
     for effort in efforts:
-        latent.append(bench_latent(frames, effort, a.fidelity))
+        latent.append(bench_latent(frames, effort, a.fidelity, a.repeats))
         r = latent[-1]
         print(f"  latent {effort:6s} enc {r['encode_fps']:8.3f} fps  dec {r['decode_fps']:8.2f} fps  bpp {r['bpp']:.4f}"
               f"  PSNR-Y {r['psnr_y']:.2f}", flush=True)
     doc = {
         "clip": str(clip), "width": W, "height": H, "frames": len(frames), "fidelity": a.fidelity, "crf": a.crf,
-        "threads": a.threads, "host": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "threads": a.threads, "decode_repeats": a.repeats, "host": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "load_avg": list(os.getloadavg()), "torch": torch.__version__,
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "latent": latent, "x265": x265, "ratios": ratios(latent, x265),

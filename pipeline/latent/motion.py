@@ -329,7 +329,8 @@ def causal_pred(x: list[list[list[int]]], i: int, j: int) -> list[int]:
         return list(x[i][j - 1]) if j else [0] * len(x[0][0])
     if not j:
         return list(x[i - 1][j])
-    return [sorted(t)[1] for t in zip(x[i][j - 1], x[i - 1][j], x[i - 1][min(j + 1, len(x[0]) - 1)])]
+    return [max(min(a, b), min(max(a, b), c))
+            for a, b, c in zip(x[i][j - 1], x[i - 1][j], x[i - 1][min(j + 1, len(x[0]) - 1)])]
 
 
 def residuals(x: torch.Tensor) -> torch.Tensor:
