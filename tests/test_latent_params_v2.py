@@ -155,8 +155,8 @@ def test_spread_offset_fit_is_the_best_offset():
 def test_sharp_interpolation_is_the_integer_filter(chroma):
     """Parameter block v5's sharp filter: whole-pel positions give the samples, a fractional position gives
     the separable integer filter (taps in 1/64, rounded once in 1/4096) computed directly, and positions
-    past the edge clamp to it; bilinear through the same path equals the textbook formula."""
-    from pipeline.latent.motion import FILTERS, _compensate_at
+    past the edge (even 2^40 pels away) clamp to it; bilinear through the same path equals the textbook formula."""
+    from pipeline.latent.motion import FILTERS, _compensate_at, compensate
 
     gen = torch.Generator().manual_seed(5)
     ref = torch.randint(-3000, 3000, (12, 14), generator=gen)
@@ -174,3 +174,6 @@ def test_sharp_interpolation_is_the_integer_filter(chroma):
         assert int(got) == want
         far = _compensate_at(up, torch.tensor([0]), torch.tensor([13]), torch.tensor([[-50 << f, 50 << f]]))
         assert int(far) == int(ref[0, 13])
+        huge = torch.full((12, 14, 2), 1 << 40)  # vectors past any int32 position still clamp to the edge
+        assert torch.equal(compensate(up, huge), ref[-1, -1].expand(12, 14))
+        assert torch.equal(compensate(up, -huge), ref[0, 0].expand(12, 14))
